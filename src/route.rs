@@ -1,0 +1,520 @@
+//! Route rules and the path normalization they are matched against.
+//!
+//! Rules are matched against a *normalized* path so that `/api/../admin` can never ride a
+//! `/api/` bypass rule to `/admin` (measured with Envoy's default path handling: DESIGN §4).
+//! What cannot be normalized safely is refused, never guessed.
+
+use crate::config::{GroupsMatch, MatchConfig, Policy, RouteConfig};
+use std::fmt;
+
+/// Why a request path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathError {
+    /// Not an origin-form path (`/...`).
+    NotAbsolute,
+    /// `%2F`/`%5C`: servers disagree on whether it separates segments.
+    EncodedSlash,
+    /// A raw `\`: some servers treat it as `/`.
+    Backslash,
+    /// NUL, control characters, spaces or `#`.
+    BadCharacter,
+    /// A `%` not followed by two hex digits.
+    BadPercentEncoding,
+    /// `..` climbing above the root.
+    AboveRoot,
+    /// `..;x` or `.;x`: Tomcat-style servers read these as dot segments.
+    DotSegmentWithParameters,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "path_not_absolute",
+            PathError::EncodedSlash => "path_encoded_slash",
+            PathError::Backslash => "path_backslash",
+            PathError::BadCharacter => "path_bad_character",
+            PathError::BadPercentEncoding => "path_bad_percent_encoding",
+            PathError::AboveRoot => "path_above_root",
+            PathError::DotSegmentWithParameters => "path_dot_segment_parameters",
+        })
+    }
+}
+
+/// A request path after normalization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizedPath {
+    /// Dot segments resolved, slashes merged, unreserved escapes decoded, other escapes in
+    /// upper case; `;` parameters kept. This is what the upstream is sent.
+    pub path: String,
+    /// `path` with each segment's `;` parameters removed: what rules are matched against,
+    /// since servers that honour parameters ignore them when routing.
+    pub match_path: String,
+    /// The query, without `?`, untouched.
+    pub query: Option<String>,
+}
+
+impl NormalizedPath {
+    /// Path and query as sent upstream.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn hex_upper(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).map_or('0', |c| c.to_ascii_uppercase())
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Normalizes an origin-form request target (`/path?query`).
+pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_string())),
+        None => (raw, None),
+    };
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if let Some(q) = &query {
+        if q.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'#') {
+            return Err(PathError::BadCharacter);
+        }
+    }
+
+    // Pass 1: decode unreserved escapes, canonicalize the others, refuse the dangerous.
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex_val);
+                let lo = bytes.get(i + 2).copied().and_then(hex_val);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::BadPercentEncoding);
+                };
+                let v = hi * 16 + lo;
+                match v {
+                    b'/' | b'\\' => return Err(PathError::EncodedSlash),
+                    0..=0x1f | 0x7f => return Err(PathError::BadCharacter),
+                    _ if is_unreserved(v) => decoded.push(char::from(v)),
+                    _ => {
+                        decoded.push('%');
+                        decoded.push(hex_upper(hi));
+                        decoded.push(hex_upper(lo));
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(PathError::Backslash),
+            0..=0x20 | 0x7f | b'#' => return Err(PathError::BadCharacter),
+            _ => {
+                // Multi-byte UTF-8 is copied byte-run by byte-run via the str API below.
+                let ch_len = utf8_len(b);
+                let end = (i + ch_len).min(bytes.len());
+                match path.get(i..end) {
+                    Some(s) => decoded.push_str(s),
+                    None => return Err(PathError::BadCharacter),
+                }
+                i = end;
+            }
+        }
+    }
+
+    // Pass 2: segments. Empty segments merge (`//`), `.` vanishes, `..` pops.
+    let ends_with_slash = decoded.ends_with('/');
+    let mut segs: Vec<&str> = Vec::new();
+    let mut trailing = ends_with_slash;
+    for seg in decoded.split('/').skip(1) {
+        let (base, has_params) = match seg.split_once(';') {
+            Some((b, _)) => (b, true),
+            None => (seg, false),
+        };
+        match base {
+            "" if !has_params => {
+                trailing = true;
+                continue;
+            }
+            "." | ".." if has_params => return Err(PathError::DotSegmentWithParameters),
+            "." => trailing = true,
+            ".." => {
+                if segs.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                trailing = true;
+            }
+            _ => {
+                segs.push(seg);
+                trailing = false;
+            }
+        }
+    }
+    let trailing = trailing || ends_with_slash;
+    let mut out = String::with_capacity(decoded.len());
+    let mut match_out = String::with_capacity(decoded.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+        match_out.push('/');
+        match_out.push_str(s.split(';').next().unwrap_or(s));
+    }
+    if segs.is_empty() || trailing {
+        out.push('/');
+        match_out.push('/');
+    }
+    Ok(NormalizedPath {
+        path: out,
+        match_path: match_out,
+        query,
+    })
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xf0..=0xff => 4,
+        0xe0..=0xef => 3,
+        0xc0..=0xdf => 2,
+        _ => 1,
+    }
+}
+
+/// Checks a path written in the config: it must already be in normalized form, or the rule
+/// could never match what requests are normalized to.
+pub(crate) fn check_config_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} must start with '/'"));
+    }
+    if p.contains('?') {
+        return Err(format!(
+            "{p:?}: rules match the path only; remove the query"
+        ));
+    }
+    match normalize_path(p) {
+        Ok(n) if n.path == p => Ok(()),
+        Ok(n) => Err(format!(
+            "{p:?} is not in normalized form; write {:?}",
+            n.path
+        )),
+        Err(e) => Err(format!("{p:?} cannot be normalized ({e})")),
+    }
+}
+
+/// A host rule: exact, or `*.suffix` (any name ending in `.suffix`, not `suffix` itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// Holds the suffix with its leading dot: `.lan`.
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let lower = s.to_ascii_lowercase();
+        let (suffix, body) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        if body.is_empty()
+            || body.contains('*')
+            || !body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            || body.starts_with('.')
+            || body.ends_with('.')
+        {
+            return Err(format!(
+                "{s:?} — use an exact host name (no port) or a leading \"*.\" wildcard such as \"*.lan\""
+            ));
+        }
+        Ok(if suffix {
+            HostPattern::Suffix(format!(".{body}"))
+        } else {
+            HostPattern::Exact(body.to_string())
+        })
+    }
+
+    /// `host` must already be normalized by [`normalize_host`].
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+/// Lower-cases a Host/`:authority` value and drops the port and a trailing dot.
+pub fn normalize_host(authority: &str) -> String {
+    let a = authority.trim();
+    let host = if let Some(rest) = a.strip_prefix('[') {
+        // IPv6 literal: keep the brackets' content.
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        a.rsplit_once(':').map_or(a, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                a
+            }
+        })
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Without its trailing slash; matches on a segment boundary.
+    Prefix(String),
+    Exact(String),
+    Regex(regex_lite::Regex),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(p) if p.is_empty() => true,
+            PathMatch::Prefix(p) => path
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            PathMatch::Exact(e) => e == path,
+            PathMatch::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+/// A compiled route rule.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub path: Option<PathMatch>,
+    /// Upper-case method names; empty means any.
+    pub methods: Vec<String>,
+    /// Lower-case header names that must be present.
+    pub headers: Vec<String>,
+    pub policy: Policy,
+    pub allow_cors_preflight: bool,
+    pub require_groups: Vec<String>,
+    pub groups_match: GroupsMatch,
+}
+
+impl Route {
+    /// Compiles a validated rule. Errors only if the config skipped validation.
+    pub fn compile(index: usize, r: &RouteConfig) -> Result<Route, String> {
+        let m: &MatchConfig = &r.matcher;
+        let hosts = match &m.host {
+            Some(h) => h
+                .to_vec()
+                .iter()
+                .map(|s| HostPattern::parse(s))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let path = if let Some(p) = &m.path_prefix {
+            Some(PathMatch::Prefix(p.trim_end_matches('/').to_string()))
+        } else if let Some(p) = &m.path_exact {
+            Some(PathMatch::Exact(p.clone()))
+        } else if let Some(re) = &m.path_regex {
+            Some(PathMatch::Regex(
+                regex_lite::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string())?,
+            ))
+        } else {
+            None
+        };
+        Ok(Route {
+            name: r.name.clone().unwrap_or_else(|| format!("routes[{index}]")),
+            hosts,
+            path,
+            methods: m
+                .methods
+                .iter()
+                .flatten()
+                .map(|s| s.to_ascii_uppercase())
+                .collect(),
+            headers: m
+                .headers
+                .iter()
+                .flatten()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+            policy: r.policy,
+            allow_cors_preflight: r.allow_cors_preflight,
+            require_groups: r.require_groups.clone(),
+            groups_match: r.groups_match,
+        })
+    }
+
+    /// `host` normalized, `path` the normalized match path, `has_header` by lower-case name.
+    pub fn matches(
+        &self,
+        host: &str,
+        path: &str,
+        method: &str,
+        has_header: impl Fn(&str) -> bool,
+    ) -> bool {
+        (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
+            && self.path.as_ref().is_none_or(|p| p.matches(path))
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && self.headers.iter().all(|h| has_header(h))
+    }
+}
+
+/// First matching rule, by index.
+pub fn find(
+    routes: &[Route],
+    host: &str,
+    path: &str,
+    method: &str,
+    has_header: impl Fn(&str) -> bool,
+) -> Option<usize> {
+    routes
+        .iter()
+        .position(|r| r.matches(host, path, method, &has_header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, PathError> {
+        normalize_path(p).map(|n| n.path_and_query())
+    }
+    fn m(p: &str) -> String {
+        normalize_path(p).unwrap().match_path
+    }
+
+    #[test]
+    fn dot_segments_and_duplicate_slashes_resolve() {
+        assert_eq!(n("/api/../admin"), Ok("/admin".into()));
+        assert_eq!(n("//api/..//admin"), Ok("/admin".into()));
+        assert_eq!(n("/a/./b/"), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b/.."), Ok("/a/".into()));
+        assert_eq!(n("/"), Ok("/".into()));
+        assert_eq!(n("/a?x=/../y"), Ok("/a?x=/../y".into()));
+    }
+
+    #[test]
+    fn encoded_dots_decode_before_resolution_in_any_case() {
+        assert_eq!(n("/api/%2e%2e/admin"), Ok("/admin".into()));
+        assert_eq!(n("/api/%2E%2e/admin"), Ok("/admin".into()));
+        assert_eq!(n("/api/.%2E/admin"), Ok("/admin".into()));
+        assert_eq!(n("/%61pi/x"), Ok("/api/x".into()));
+    }
+
+    #[test]
+    fn other_escapes_are_kept_in_upper_case() {
+        assert_eq!(n("/a%20b/%c3%a9"), Ok("/a%20b/%C3%A9".into()));
+        assert_eq!(n("/a%25b"), Ok("/a%25b".into()), "no double decoding");
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        assert_eq!(n("/api%2f..%2fadmin"), Err(PathError::EncodedSlash));
+        assert_eq!(n("/api%2F..%2Fadmin"), Err(PathError::EncodedSlash));
+        assert_eq!(n("/api%5c..%5cadmin"), Err(PathError::EncodedSlash));
+        assert_eq!(n("/api\\..\\admin"), Err(PathError::Backslash));
+        assert_eq!(n("/a%00b"), Err(PathError::BadCharacter));
+        assert_eq!(n("/a b"), Err(PathError::BadCharacter));
+        assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
+        assert_eq!(n("/a%4"), Err(PathError::BadPercentEncoding));
+        assert_eq!(n("/.."), Err(PathError::AboveRoot));
+        assert_eq!(n("/a/../../b"), Err(PathError::AboveRoot));
+        assert_eq!(
+            n("/api/..;/admin"),
+            Err(PathError::DotSegmentWithParameters)
+        );
+        assert_eq!(
+            n("/api/.;x/admin"),
+            Err(PathError::DotSegmentWithParameters)
+        );
+        assert_eq!(n("api"), Err(PathError::NotAbsolute));
+        assert_eq!(n("*"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn parameters_are_ignored_for_matching_but_kept_upstream() {
+        let p = normalize_path("/admin;jsessionid=1/x").unwrap();
+        assert_eq!(p.path, "/admin;jsessionid=1/x");
+        assert_eq!(p.match_path, "/admin/x");
+        assert_eq!(m("/api;x/../admin"), "/admin");
+        assert_eq!(m("/admin;"), "/admin");
+    }
+
+    #[test]
+    fn prefix_matches_on_segment_boundary() {
+        let pre = PathMatch::Prefix("/api".into());
+        assert!(pre.matches("/api"));
+        assert!(pre.matches("/api/"));
+        assert!(pre.matches("/api/v1"));
+        assert!(!pre.matches("/apix"));
+        assert!(!pre.matches("/ap"));
+        assert!(PathMatch::Prefix(String::new()).matches("/anything"));
+    }
+
+    #[test]
+    fn regex_is_anchored_at_both_ends() {
+        let cfg: RouteConfig =
+            serde_json::from_str(r#"{"match":{"path_regex":"/api/.*"},"policy":"bypass"}"#)
+                .unwrap();
+        let r = Route::compile(0, &cfg).unwrap();
+        assert!(r.matches("h", "/api/x", "GET", |_| false));
+        assert!(!r.matches("h", "/admin/api/x", "GET", |_| false));
+    }
+
+    #[test]
+    fn hosts_exact_and_wildcard() {
+        let w = HostPattern::parse("*.LAN").unwrap();
+        assert!(w.matches("sonarr.lan"));
+        assert!(w.matches("a.b.lan"));
+        assert!(!w.matches("lan"));
+        assert!(!w.matches("evillan"));
+        assert!(HostPattern::parse("a.*.lan").is_err());
+        assert!(HostPattern::parse("a.lan:80").is_err());
+        assert_eq!(normalize_host("Sonarr.LAN:8080"), "sonarr.lan");
+        assert_eq!(normalize_host("sonarr.lan."), "sonarr.lan");
+        assert_eq!(normalize_host("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn config_paths_must_be_normalized() {
+        assert!(check_config_path("/api/").is_ok());
+        assert!(check_config_path("/api/../x").is_err());
+        assert!(check_config_path("api").is_err());
+        assert!(check_config_path("/a?b").is_err());
+    }
+
+    #[test]
+    fn first_match_wins_and_methods_headers_filter() {
+        let routes: Vec<Route> = [
+            r#"{"match":{"path_prefix":"/api/","methods":["post"]},"policy":"deny"}"#,
+            r#"{"match":{"path_prefix":"/api/","headers":["X-Key"]},"policy":"api"}"#,
+            r#"{"match":{"path_prefix":"/api/"},"policy":"bypass"}"#,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, j)| Route::compile(i, &serde_json::from_str(j).unwrap()).unwrap())
+        .collect();
+        assert_eq!(find(&routes, "h", "/api/x", "POST", |_| false), Some(0));
+        assert_eq!(
+            find(&routes, "h", "/api/x", "GET", |h| h == "x-key"),
+            Some(1)
+        );
+        assert_eq!(find(&routes, "h", "/api/x", "GET", |_| false), Some(2));
+        assert_eq!(find(&routes, "h", "/other", "GET", |_| false), None);
+    }
+}
