@@ -185,6 +185,11 @@ pub struct CacheConfig {
     /// Decisions are per host (an Authentik application can differ per host).
     #[serde(default = "dtrue", deserialize_with = "de_bool")]
     pub per_host: bool,
+    /// Decisions are per method and path. Default: on for authelia and custom, whose access
+    /// rules can name paths and methods; off for authentik and oauth2-proxy, whose decisions
+    /// are per application.
+    #[serde(default, deserialize_with = "de_opt_bool")]
+    pub per_path: Option<bool>,
 }
 
 impl Default for CacheConfig {
@@ -198,6 +203,7 @@ impl Default for CacheConfig {
             local_ttl_s: 5,
             max_entry_bytes: 16_384,
             per_host: true,
+            per_path: None,
         }
     }
 }
@@ -328,6 +334,10 @@ fn de_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
             .parse()
             .map_err(|_| de::Error::custom(format!("expected a whole number, got {s:?}"))),
     }
+}
+
+fn de_opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    de_bool(d).map(Some)
 }
 
 fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {

@@ -4,7 +4,7 @@
 //! A reader asking "why was this request denied?" starts at [`Engine::decide`].
 
 use crate::cache::{self, Entry, Key, Kind, LocalCache, SharedStore};
-use crate::config::{CacheConfig, Config, ConfigError, GroupsMatch, Limits, Policy};
+use crate::config::{CacheConfig, Config, ConfigError, Dialect, GroupsMatch, Limits, Policy};
 use crate::identity::is_identity_header;
 use crate::idp::{ForwardAuth, Original, Verdict};
 use crate::route::{self, normalize_host, normalize_path, Route};
@@ -121,6 +121,8 @@ struct Pending {
     route: Option<usize>,
     /// An allow entry past its freshness, servable while the IdP is down.
     stale: Option<Entry>,
+    /// This request's own callout headers, for when a shared answer does not fit it.
+    callout: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,9 @@ enum Driver {
 #[derive(Debug, Clone)]
 struct Call {
     key: Option<Key>,
+    /// The request the callout was built from; its answer is always that request's.
+    origin: ReqId,
+    origin_browser: bool,
     members: Vec<ReqId>,
     driver: Driver,
     callout: Callout,
@@ -151,6 +156,7 @@ pub struct Engine {
     limits: Limits,
     fa: Option<ForwardAuth>,
     cache_cfg: CacheConfig,
+    per_path: bool,
     local: LocalCache,
     pending: HashMap<ReqId, Pending>,
     calls: HashMap<CallId, Call>,
@@ -192,6 +198,13 @@ impl Engine {
         }
         let session = cfg.session.as_ref();
         let cache_cfg = session.map(|s| s.cache.clone()).unwrap_or_default();
+        let fa = session
+            .and_then(|s| s.forward_auth.as_ref())
+            .map(ForwardAuth::new);
+        let per_path = cache_cfg.per_path.unwrap_or_else(|| {
+            fa.as_ref()
+                .is_some_and(|f| matches!(f.dialect, Dialect::Authelia | Dialect::Custom))
+        });
         Ok(Engine {
             routes,
             default_policy: cfg.default_policy,
@@ -201,9 +214,8 @@ impl Engine {
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             limits: cfg.limits.clone(),
-            fa: session
-                .and_then(|s| s.forward_auth.as_ref())
-                .map(ForwardAuth::new),
+            fa,
+            per_path,
             local: LocalCache::new(usize::try_from(cache_cfg.local_max_entries).unwrap_or(0)),
             cache_cfg,
             pending: HashMap::new(),
@@ -279,12 +291,20 @@ impl Engine {
         let path = (pq != raw_path).then(|| pq.clone());
 
         // Signing out ends the session whatever the route: drop its cached decision before
-        // the request reaches the IdP, so no worker answers from it afterwards.
-        if let Some(fa) = &self.fa {
-            if fa.sign_out_paths.contains(&norm.match_path) {
-                if let Some(key) = self.key_for(headers, &host) {
-                    self.local.remove(&key);
-                    store.set(&cache::slot_name(&key, self.cache_cfg.max_entries), &[]);
+        // the request reaches the IdP, so no worker answers from it afterwards, and make sure
+        // no answer computed before the sign-out is stored after it.
+        let signing_out = self
+            .fa
+            .as_ref()
+            .is_some_and(|fa| fa.sign_out_paths.contains(&norm.match_path));
+        if signing_out {
+            if let Some(key) = self.key_for(headers, &host, method, &norm.match_path) {
+                self.local.remove(&key);
+                store.set(&cache::slot_name(&key, self.cache_cfg.max_entries), &[]);
+                if let Some(cid) = self.by_key.remove(&key) {
+                    if let Some(call) = self.calls.get_mut(&cid) {
+                        call.key = None;
+                    }
                 }
             }
         }
@@ -337,27 +357,33 @@ impl Engine {
                     });
                 }
                 let browser = is_browser(method, headers);
-                self.protected(
-                    req, now, store, idx, browser, remove, path, method, authority, &host, &pq,
-                )
+                // A sign-out's own answer is never cached or shared: the session is ending.
+                let key = if signing_out {
+                    None
+                } else {
+                    self.key_for(headers, &host, method, &norm.match_path)
+                };
+                let ctx = Ctx {
+                    route: idx,
+                    browser,
+                    remove,
+                    path,
+                    method,
+                    authority,
+                    path_and_query: &pq,
+                };
+                self.protected(req, now, store, key, ctx)
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn protected(
         &mut self,
         req: Request<'_>,
         now: Millis,
         store: &mut impl SharedStore,
-        route: Option<usize>,
-        browser: bool,
-        remove: Vec<String>,
-        path: Option<String>,
-        method: &str,
-        authority: &str,
-        host: &str,
-        path_and_query: &str,
+        key: Option<Key>,
+        ctx: Ctx<'_>,
     ) -> Step {
         let headers = req.headers;
         let Some(fa) = &self.fa else {
@@ -379,17 +405,23 @@ impl Engine {
                 "credentials_too_large",
             );
         }
-        let key = self.key_for(headers, host);
+        let Ctx {
+            route,
+            browser,
+            remove,
+            path,
+            ..
+        } = ctx;
         let mut stale = None;
         if let Some(key) = &key {
-            if let Some(e) = self.local.get(key, now) {
+            if let Some(e) = self.local.get(key, now).filter(|e| answers(e, browser)) {
                 self.counters.cache_hit += 1;
                 let e = e.clone();
                 return self.apply(&e, route, remove, path, browser, Vec::new());
             }
             let slot = cache::slot_name(key, self.cache_cfg.max_entries);
             if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, key)) {
-                if e.is_fresh(now) {
+                if e.is_fresh(now) && answers(&e, browser) {
                     self.counters.cache_hit += 1;
                     let trust = now
                         .saturating_add(self.cache_cfg.local_ttl_s * 1000)
@@ -401,28 +433,8 @@ impl Engine {
                     stale = Some(e);
                 }
             }
-            self.counters.cache_miss += 1;
-            if let Some(&cid) = self.by_key.get(key) {
-                if let Some(call) = self.calls.get_mut(&cid) {
-                    call.members.push(req.id);
-                    self.pending.insert(
-                        req.id,
-                        Pending {
-                            call: cid,
-                            remove,
-                            path,
-                            browser,
-                            route,
-                            stale,
-                        },
-                    );
-                    self.counters.coalesced += 1;
-                    return Step::Wait;
-                }
-            }
-        } else {
-            self.counters.cache_miss += 1;
         }
+        self.counters.cache_miss += 1;
         let scheme = header(headers, "x-forwarded-proto")
             .and_then(|v| v.split(',').next())
             .map(str::trim)
@@ -430,24 +442,48 @@ impl Engine {
             .or_else(|| header(headers, ":scheme"))
             .unwrap_or("http");
         let original = Original {
-            method,
+            method: ctx.method,
             scheme,
-            authority,
-            path_and_query,
+            authority: ctx.authority,
+            path_and_query: ctx.path_and_query,
             headers,
         };
+        let callout_headers = fa.build(&original);
+        let cluster = fa.cluster.clone();
+        let timeout_ms = fa.timeout_ms;
+        if let Some(cid) = key.as_ref().and_then(|k| self.by_key.get(k)).copied() {
+            if let Some(call) = self.calls.get_mut(&cid) {
+                call.members.push(req.id);
+                self.pending.insert(
+                    req.id,
+                    Pending {
+                        call: cid,
+                        remove,
+                        path,
+                        browser,
+                        route,
+                        stale,
+                        callout: callout_headers,
+                    },
+                );
+                self.counters.coalesced += 1;
+                return Step::Wait;
+            }
+        }
         let id = self.next_call;
         self.next_call += 1;
         let callout = Callout {
             id,
-            cluster: fa.cluster.clone(),
-            headers: fa.build(&original),
-            timeout_ms: fa.timeout_ms,
+            cluster,
+            headers: callout_headers.clone(),
+            timeout_ms,
         };
         self.calls.insert(
             id,
             Call {
                 key,
+                origin: req.id,
+                origin_browser: browser,
                 members: vec![req.id],
                 driver: Driver::Req(req.id),
                 callout: callout.clone(),
@@ -466,17 +502,24 @@ impl Engine {
                 browser,
                 route,
                 stale,
+                callout: callout_headers,
             },
         );
         self.counters.callouts += 1;
         Step::Call(callout)
     }
 
-    /// The cache key: SHA-256 over the session cookies, the Authorization header and (when
-    /// decisions are per host) the host. `None` when the request carries no credentials:
-    /// the IdP's answer to an anonymous request (a login redirect naming its URL) is
-    /// specific to that request and is never shared.
-    fn key_for(&self, headers: &[(String, String)], host: &str) -> Option<Key> {
+    /// The cache key: SHA-256 over the session cookies, the Authorization header, the host
+    /// (when decisions are per host) and the method and path (when per path). `None` when the
+    /// request carries no credentials: the IdP's answer to an anonymous request (a login
+    /// redirect naming its URL) is specific to that request and is never shared.
+    fn key_for(
+        &self,
+        headers: &[(String, String)],
+        host: &str,
+        method: &str,
+        match_path: &str,
+    ) -> Option<Key> {
         let fa = self.fa.as_ref()?;
         let cookies = fa.session_cookies(headers);
         let auth = header(headers, "authorization");
@@ -487,6 +530,12 @@ impl Engine {
         h.update(b"barbican/decision/v1\0");
         if self.cache_cfg.per_host {
             h.update(host.as_bytes());
+        }
+        h.update(b"\0");
+        if self.per_path {
+            h.update(method.as_bytes());
+            h.update(b" ");
+            h.update(match_path.as_bytes());
         }
         h.update(b"\0");
         for c in cookies {
@@ -593,85 +642,114 @@ impl Engine {
             None => Verdict::Unavailable,
         };
         let c = self.cache_cfg.clone();
-        let mut out = Vec::with_capacity(call.members.len());
-        match verdict {
+        // Cache what may be reused, and prepare the allow entry the members are served from.
+        let mut allow = None;
+        match &verdict {
             Verdict::Allow {
                 identity,
                 set_cookies,
                 cacheable,
                 not_after,
             } => {
-                let fresh = now
-                    .saturating_add(c.ttl_s * 1000)
-                    .min(not_after.unwrap_or(u64::MAX));
+                let not_after = not_after.unwrap_or(u64::MAX);
+                let fresh = now.saturating_add(c.ttl_s * 1000).min(not_after);
                 let entry = Entry {
                     kind: Kind::Allow,
                     fresh_until: fresh,
-                    stale_until: fresh
-                        .saturating_add(c.stale_grace_s * 1000)
-                        .min(not_after.unwrap_or(u64::MAX)),
+                    stale_until: fresh.saturating_add(c.stale_grace_s * 1000).min(not_after),
                     status: 200,
-                    headers: identity,
+                    headers: identity.clone(),
                 };
-                if cacheable && fresh > now {
+                if *cacheable && fresh > now {
                     if let Some(k) = &call.key {
                         self.store_entry(k, &entry, now, store);
                     }
                 }
                 let cookies: Vec<(String, String)> = set_cookies
-                    .into_iter()
-                    .map(|v| ("set-cookie".into(), v))
+                    .iter()
+                    .map(|v| ("set-cookie".into(), v.clone()))
                     .collect();
-                for m in call.members {
-                    if let Some(p) = self.pending.remove(&m) {
-                        out.push((
-                            m,
-                            self.apply(
-                                &entry,
-                                p.route,
-                                p.remove,
-                                p.path,
-                                p.browser,
-                                cookies.clone(),
-                            ),
-                        ));
-                    }
-                }
+                allow = Some((entry, cookies));
             }
             Verdict::Deny {
                 status,
                 headers,
                 cacheable,
             } => {
-                if cacheable && c.negative_ttl_s > 0 {
+                if *cacheable && c.negative_ttl_s > 0 {
                     if let Some(k) = &call.key {
                         let fresh = now.saturating_add(c.negative_ttl_s * 1000);
                         let e = Entry {
                             kind: Kind::Deny,
                             fresh_until: fresh,
                             stale_until: fresh,
-                            status,
+                            status: *status,
                             headers: headers.clone(),
                         };
                         self.store_entry(k, &e, now, store);
                     }
                 }
-                for m in call.members {
-                    if let Some(p) = self.pending.remove(&m) {
-                        out.push((m, self.deny(status, &headers, p.browser)));
-                    }
-                }
             }
-            Verdict::Unavailable => {
-                self.counters.callout_errors += 1;
-                for m in call.members {
-                    if let Some(p) = self.pending.remove(&m) {
-                        out.push((m, self.unavailable(p, now)));
-                    }
-                }
+            Verdict::Unavailable => self.counters.callout_errors += 1,
+        }
+        let mut out = Vec::with_capacity(call.members.len());
+        for m in call.members {
+            let Some(p) = self.pending.remove(&m) else {
+                continue;
+            };
+            // The answer was given for the origin's request. Others that waited on it get it
+            // only where it is about the session alone — what the cache would serve them too.
+            // A skip-path allow, a login redirect naming the origin's URL, a Set-Cookie or an
+            // XHR's 401 belong to one request: those waiters ask for themselves.
+            if m != call.origin && !shareable(&verdict, p.browser, call.origin_browser) {
+                self.reissue(m, p, now);
+                continue;
             }
+            let step = match (&verdict, &allow) {
+                (
+                    Verdict::Deny {
+                        status, headers, ..
+                    },
+                    _,
+                ) => self.deny(*status, headers, p.browser),
+                (Verdict::Allow { .. }, Some((entry, cookies))) => {
+                    self.apply(entry, p.route, p.remove, p.path, p.browser, cookies.clone())
+                }
+                _ => self.unavailable(p, now),
+            };
+            out.push((m, step));
         }
         out
+    }
+
+    /// Gives a waiting request a callout of its own, dispatched by the host's root context
+    /// (see [`Engine::take_orphans`]): the context that received the shared answer may end
+    /// before a new answer could reach it.
+    fn reissue(&mut self, m: ReqId, mut p: Pending, now: Millis) {
+        let Some(fa) = &self.fa else { return };
+        let id = self.next_call;
+        self.next_call += 1;
+        let callout = Callout {
+            id,
+            cluster: fa.cluster.clone(),
+            headers: p.callout.clone(),
+            timeout_ms: fa.timeout_ms,
+        };
+        self.calls.insert(
+            id,
+            Call {
+                key: None,
+                origin: m,
+                origin_browser: p.browser,
+                members: vec![m],
+                driver: Driver::Orphaned,
+                callout,
+                started: now,
+            },
+        );
+        p.call = id;
+        self.pending.insert(m, p);
+        self.counters.callouts += 1;
     }
 
     /// The IdP could not decide: serve a recently valid allow within the grace window,
@@ -772,6 +850,35 @@ impl Engine {
     pub fn waiting(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// Whether an answer given for one request may serve another that waited on the same
+/// credentials.
+fn shareable(v: &Verdict, browser: bool, origin_browser: bool) -> bool {
+    match v {
+        Verdict::Allow { cacheable, .. } => *cacheable,
+        Verdict::Deny {
+            cacheable, status, ..
+        } => *cacheable && (*status != 401 || browser == origin_browser),
+        Verdict::Unavailable => true,
+    }
+}
+
+/// What `protected` needs to know about the request beyond its headers.
+struct Ctx<'a> {
+    route: Option<usize>,
+    browser: bool,
+    remove: Vec<String>,
+    path: Option<String>,
+    method: &'a str,
+    authority: &'a str,
+    path_and_query: &'a str,
+}
+
+/// Whether a cached decision may answer this request. A cached 401 answered an API client
+/// (Authelia answers browsers with a login redirect instead): a browser must ask again.
+fn answers(e: &Entry, browser: bool) -> bool {
+    !(e.kind == Kind::Deny && e.status == 401 && browser)
 }
 
 /// A store that holds nothing (failure paths never write).

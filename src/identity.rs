@@ -6,32 +6,41 @@
 /// `X_authentik_username` reaches a backend as `X-authentik-username` (caddy
 /// GHSA-7r4p-vjf4-gxv4, oauth2-proxy#624).
 pub fn is_identity_header(name: &str, extra: &[String]) -> bool {
-    let folded = fold(name);
-    let f = folded.as_str();
-    f.starts_with("x-authentik-")
-        || f.starts_with("x-auth-request-")
+    const PREFIXES: &[&str] = &["x-authentik-", "x-auth-request-"];
+    const EXACT: &[&str] = &[
         // Authelia's family.
-        || matches!(f, "remote-user" | "remote-groups" | "remote-email" | "remote-name")
+        "remote-user",
+        "remote-groups",
+        "remote-email",
+        "remote-name",
         // oauth2-proxy's pass_user_headers family.
-        || matches!(
-            f,
-            "x-forwarded-user" | "x-forwarded-email" | "x-forwarded-groups" | "x-forwarded-preferred-username"
-                | "x-forwarded-access-token"
-        )
-        || extra.iter().any(|e| fold(e) == f)
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-forwarded-access-token",
+    ];
+    // Runs for every header of every request: compare folded bytes without allocating.
+    PREFIXES
+        .iter()
+        .any(|p| name.len() >= p.len() && folded_eq(name.as_bytes().get(..p.len()), p))
+        || EXACT.iter().any(|e| folded_eq(Some(name.as_bytes()), e))
+        || extra.iter().any(|e| folded_eq(Some(name.as_bytes()), e))
 }
 
-/// Lower case, `_` as `-`.
-fn fold(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
+/// `name` equals `want` (lower case, `-`) ignoring case and reading `_` as `-`.
+fn folded_eq(name: Option<&[u8]>, want: &str) -> bool {
+    let Some(name) = name else { return false };
+    name.len() == want.len()
+        && name.iter().zip(want.bytes()).all(|(a, b)| {
+            let a = if *a == b'_' {
+                b'-'
             } else {
-                char::from(b.to_ascii_lowercase())
-            }
+                a.to_ascii_lowercase()
+            };
+            let b = if b == b'_' { b'-' } else { b };
+            a == b
         })
-        .collect()
 }
 
 /// Splits a groups header value. Empty items are dropped.

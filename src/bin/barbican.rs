@@ -76,7 +76,9 @@ fn split_header(h: &str) -> Option<(String, String)> {
 /// Credentials are shown by length only: the CLI output ends up in tickets and chats.
 fn redact(name: &str, value: &str) -> String {
     match name {
-        "cookie" | "authorization" | "set-cookie" | "x-authentik-jwt" => format!("<{} bytes>", value.len()),
+        "cookie" | "authorization" | "set-cookie" | "x-authentik-jwt" => {
+            format!("<{} bytes>", value.len())
+        }
         _ => value.to_string(),
     }
 }
@@ -93,7 +95,9 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
     let mut idp_headers: Vec<(String, String)> = Vec::new();
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
-        let Some(value) = it.next() else { return usage() };
+        let Some(value) = it.next() else {
+            return usage();
+        };
         match flag.as_str() {
             "--url" => url = Some(value.clone()),
             "--method" => method = value.to_ascii_uppercase(),
@@ -133,10 +137,20 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
     }
     let mut store = MemStore::default();
     let now = 1_700_000_000_000;
-    let step = engine.decide(Request { id: 1, headers: &all }, now, &mut store);
+    let step = engine.decide(
+        Request {
+            id: 1,
+            headers: &all,
+        },
+        now,
+        &mut store,
+    );
     let step = match step {
         Step::Call(c) => {
-            println!("callout: cluster {:?}, timeout {} ms", c.cluster, c.timeout_ms);
+            println!(
+                "callout: cluster {:?}, timeout {} ms",
+                c.cluster, c.timeout_ms
+            );
             for (n, v) in &c.headers {
                 println!("  {n}: {}", redact(n, v));
             }
@@ -146,7 +160,8 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
                 Some(s) => {
-                    let mut steps = engine.on_callout_response(c.id, s, &idp_headers, now, &mut store);
+                    let mut steps =
+                        engine.on_callout_response(c.id, s, &idp_headers, now, &mut store);
                     match steps.pop() {
                         Some((_, step)) => step,
                         None => return ExitCode::SUCCESS,
