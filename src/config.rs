@@ -361,6 +361,14 @@ fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// Parses and validates a configuration document. Every problem found is returned.
 pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    // serde's derived structs also accept a JSON array (fields by position): refuse anything
+    // but an object, so `[]` is an error rather than an all-defaults config.
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(vec![ConfigError::new(
+            "",
+            "the configuration must be a JSON object ({...})",
+        )]);
+    }
     let mut de = serde_json::Deserializer::from_slice(json);
     let cfg: Config = match serde_path_to_error::deserialize(&mut de) {
         Ok(c) => c,
@@ -799,6 +807,14 @@ mod tests {
     fn oidc_mode_is_refused_for_now() {
         let e = errs(r#"{"session":{"mode":"oidc"}}"#);
         assert!(e[0].starts_with("session.mode:"), "{e:?}");
+    }
+
+    #[test]
+    fn only_an_object_is_a_config() {
+        for bad in ["[]", "[null]", "null", "\"x\"", "1", ""] {
+            assert!(!errs(bad).is_empty(), "{bad}");
+        }
+        assert!(errs(" {} ").is_empty());
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl Engine {
         let signing_out = self
             .fa
             .as_ref()
-            .is_some_and(|fa| fa.sign_out_paths.contains(&norm.match_path));
+            .is_some_and(|fa| fa.is_sign_out(&norm.match_path, norm.query.as_deref()));
         if signing_out {
             if let Some(key) = self.key_for(headers, &host, method, &norm.match_path) {
                 self.local.remove(&key);

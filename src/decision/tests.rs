@@ -1570,3 +1570,22 @@ fn authelia_401_for_xhr_is_not_served_to_a_browser_navigation() {
     let nav = browser("/app/").with("cookie", "authelia_session=expired");
     expect_call(decide(&mut e, &mut s, 2, &nav, T0 + S));
 }
+
+#[test]
+fn authentik_logout_query_on_any_path_signs_out() {
+    // application.go treats `X-authentik-logout=true` on any path as the sign-out.
+    let (mut e, mut s) = (engine(), MemStore::default());
+    sign_in(&mut e, &mut s, 1, T0);
+    let call = expect_call(decide(
+        &mut e,
+        &mut s,
+        2,
+        &session("/app/page?a=1&X-authentik-logout=true"),
+        T0 + S,
+    ));
+    assert_eq!(
+        answer(&mut e, &mut s, &call, 200, &alice(), T0 + S),
+        vec![(2, allowed(alice()))]
+    );
+    expect_call(decide(&mut e, &mut s, 3, &session("/app/"), T0 + 2 * S));
+}

@@ -10,6 +10,9 @@ pub const PATH: &str = "/outpost.goauthentik.io/auth/envoy";
 /// `authentik_proxy_<suffix>`, the suffix derived from the provider.
 pub const SESSION_COOKIE_PREFIX: &str = "authentik_proxy_";
 pub const SIGN_OUT_PATH: &str = "/outpost.goauthentik.io/sign_out";
+/// A query carrying this on *any* path is a sign-out to the outpost (`application.go`
+/// checks it before routing), as is [`SIGN_OUT_PATH`].
+pub const SIGN_OUT_QUERY: &str = "X-authentik-logout=true";
 pub const IDENTITY_PREFIX: &str = "x-authentik-";
 /// Authentik joins groups with `|` (`mode_common.go` `getHeaders`).
 pub const GROUPS_HEADER: &str = "x-authentik-groups";

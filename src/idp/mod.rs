@@ -21,6 +21,8 @@ pub struct ForwardAuth {
     /// Cookie name prefixes forming the session; empty = all cookies.
     pub session_cookies: Vec<String>,
     pub sign_out_paths: Vec<String>,
+    /// A query parameter (`name=value`) that signs out on any path.
+    sign_out_query: Option<&'static str>,
     request_headers: Vec<String>,
     success: Vec<u16>,
     /// Response headers copied to the upstream: exact names, or prefixes (ending in `*`).
@@ -134,6 +136,7 @@ impl ForwardAuth {
             authority: c.authority.clone(),
             path: c.path.clone().unwrap_or_else(|| path.to_string()),
             append_original_path: c.dialect == Dialect::Authentik,
+            sign_out_query: (c.dialect == Dialect::Authentik).then_some(authentik::SIGN_OUT_QUERY),
             timeout_ms: c.timeout_ms,
             session_cookies: c.session_cookies.clone().unwrap_or_else(|| {
                 if cookie.is_empty() {
@@ -170,6 +173,14 @@ impl ForwardAuth {
                 .or_else(|| groups.map(|(_, s)| s.to_string()))
                 .unwrap_or_else(|| ",".into()),
         }
+    }
+
+    /// Whether a request (normalized match path, raw query) ends the session.
+    pub fn is_sign_out(&self, match_path: &str, query: Option<&str>) -> bool {
+        self.sign_out_paths.iter().any(|p| p == match_path)
+            || self.sign_out_query.is_some_and(|q| {
+                query.is_some_and(|qs| qs.split('&').any(|kv| kv.eq_ignore_ascii_case(q)))
+            })
     }
 
     /// The callout's headers, pseudo-headers first.
