@@ -27,7 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import harness as h  # noqa: E402
 
-DURATION_S = int(os.environ.get("BENCH_DURATION", "10"))
+DURATION_S = int(os.environ.get("BENCH_DURATION", "8"))
+# This machine's throughput drifts by tens of percent between minutes, so every row is run
+# in each of ROUNDS interleaved rounds and the median is reported.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 THREADS = 2
 CONNECTIONS = 32
 NOOP_DIR = REPO / "bench" / "noop-filter"
@@ -103,13 +106,27 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU of a process, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
+
+
 def run_row(name: str, envoy: h.EnvoyProc, path: str, headers: list[tuple[str, str]]) -> dict:
-    # Warm up: first requests pay VM start and cache fill.
+    # Warm up with wrk's Host header: first requests pay VM start and cache fill.
     for _ in range(20):
-        h.get(envoy.port, path, headers=headers)
+        h.request(envoy.port, path, headers=headers, host=f"127.0.0.1:{envoy.port}")
+    before = cpu_ticks(envoy.pid)
     r = wrk(envoy.port, path, headers)
+    # Envoy's CPU per request: steadier than req/s on a machine whose speed drifts, since it
+    # does not depend on how much CPU wrk and the upstream got meanwhile.
+    r["envoy_cpu_us_per_req"] = round((cpu_ticks(envoy.pid) - before) * TICK_US / max(1, r["requests"]), 2)
     r["envoy_rss_mb"] = rss_mb(envoy.pid)
-    print(f"  {name:28s} {r['rps']:>10.0f} req/s  p99 {r['p99_ms']} ms  non-2xx {r['errors']}", flush=True)
+    print(f"  {name:28s} {r['rps']:>10.0f} req/s  {r['envoy_cpu_us_per_req']:>7.1f} µs CPU/req  "
+          f"p99 {r['p99_ms']} ms  non-2xx {r['errors']}", flush=True)
     return r
 
 
@@ -127,25 +144,33 @@ def main() -> int:
         clusters = {"outpost": outpost.port, "upstream": nginx.port}
         plugin = h.default_plugin_config(ttl_s=300)
 
-        print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s, Envoy --concurrency 1", flush=True)
-        with h.start_envoy(filter="none", clusters=clusters) as e:
-            rows["router"] = run_row("router only", e, "/app/", session)
-        noop_cfg = h.render_bootstrap(http_filters=[h.wasm_filter("{}", noop, vm_id="noop")],
-                                      clusters=clusters)
-        with h.start_envoy_config(noop_cfg, name="envoy-noop") as e:
-            rows["noop_wasm"] = run_row("no-op wasm filter", e, "/app/", session)
-        with h.start_envoy(plugin, wasm, clusters=clusters) as e:
-            before = outpost.auth_calls()
-            rows["barbican_cached"] = run_row("barbican (cached session)", e, "/app/", session)
-            calls = outpost.auth_calls() - before
-            calls_per_request = calls / max(1, rows["barbican_cached"]["requests"])
-            print(f"  outpost calls during the row: {calls} "
-                  f"({calls_per_request:.6f} per request)", flush=True)
-        with h.start_envoy(filter="ext_authz", clusters=clusters) as e:
-            rows["ext_authz"] = run_row("ext_authz -> test outpost", e, "/app/", session)
-        with h.start_envoy(filter="ext_authz",
-                           clusters={"outpost": auth_nginx.port, "upstream": nginx.port}) as e:
-            rows["ext_authz_nginx"] = run_row("ext_authz -> nginx 200", e, "/app/", session)
+        print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s, Envoy --concurrency 1, "
+              f"{ROUNDS} interleaved rounds", flush=True)
+        samples: dict[str, list[dict]] = {}
+        calls_total = requests_total = 0
+        for rnd in range(ROUNDS):
+            print(f"round {rnd + 1}/{ROUNDS}", flush=True)
+            with h.start_envoy(filter="none", clusters=clusters) as e:
+                samples.setdefault("router", []).append(run_row("router only", e, "/app/", session))
+            noop_cfg = h.render_bootstrap(http_filters=[h.wasm_filter("{}", noop, vm_id="noop")],
+                                          clusters=clusters)
+            with h.start_envoy_config(noop_cfg, name="envoy-noop") as e:
+                samples.setdefault("noop_wasm", []).append(run_row("no-op wasm filter", e, "/app/", session))
+            with h.start_envoy(plugin, wasm, clusters=clusters) as e:
+                before = outpost.auth_calls()
+                row = run_row("barbican (cached session)", e, "/app/", session)
+                calls_total += outpost.auth_calls() - before
+                requests_total += row["requests"]
+                samples.setdefault("barbican_cached", []).append(row)
+            with h.start_envoy(filter="ext_authz", clusters=clusters) as e:
+                samples.setdefault("ext_authz", []).append(run_row("ext_authz -> test outpost", e, "/app/", session))
+            with h.start_envoy(filter="ext_authz",
+                               clusters={"outpost": auth_nginx.port, "upstream": nginx.port}) as e:
+                samples.setdefault("ext_authz_nginx", []).append(run_row("ext_authz -> nginx 200", e, "/app/", session))
+        calls_per_request = calls_total / max(1, requests_total)
+        print(f"outpost calls during the Barbican rows: {calls_total} "
+              f"({calls_per_request:.6f} per request)", flush=True)
+        rows = {k: median_row(v) for k, v in samples.items()}
     finally:
         for p in (outpost, nginx, auth_nginx):
             p.stop()
@@ -164,7 +189,11 @@ def main() -> int:
         "cached_vs_ext_authz_nginx": round(r["barbican_cached"] / r["ext_authz_nginx"], 3),
         "cached_vs_noop_wasm": round(r["barbican_cached"] / r["noop_wasm"], 3),
         "p99_ms": {k: v["p99_ms"] for k, v in rows.items()},
+        "rounds_rps": {k: v["all_rps"] for k, v in rows.items()},
+        "rounds": ROUNDS,
         "envoy_rss_mb": {k: v["envoy_rss_mb"] for k, v in rows.items()},
+        "envoy_cpu_us_per_req": {k: median([x["envoy_cpu_us_per_req"] for x in samples[k]])
+                                 for k in rows},
         "non_2xx": {k: v["errors"] for k, v in rows.items()},
         "duration_s": DURATION_S,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -174,6 +203,17 @@ def main() -> int:
     write_markdown(results, rows)
     print(f"wrote bench/RESULTS.md and bench/results.json")
     return 0
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def median_row(rs: list[dict]) -> dict:
+    ordered = sorted(rs, key=lambda r: r["rps"])
+    mid = dict(ordered[len(ordered) // 2])
+    mid["all_rps"] = [round(r["rps"], 1) for r in rs]
+    return mid
 
 
 def goal(ok: bool) -> str:
@@ -192,17 +232,21 @@ def write_markdown(res: dict, rows: dict) -> None:
         "# Benchmark results",
         "",
         f"Written by `make bench` on {res['date']} ({res['machine']['cpus']} cores). One run, "
-        f"every row side by side; Envoy `--concurrency 1`; upstream nginx `return 200`; "
+        f"every row side by side in {res['rounds']} interleaved rounds, medians shown (this "
+        f"machine drifts by tens of percent from minute to minute); Envoy `--concurrency 1`; "
+        f"upstream nginx `return 200`; "
         f"wrk `-t{THREADS} -c{CONNECTIONS} -d{DURATION_S}s`, all on loopback. wrk, Envoy and "
         "the servers share the 2 cores, so absolute numbers are low; the ratios are the point.",
         "",
-        "| row | req/s | p99 ms | Envoy RSS MB | non-2xx |",
-        "|---|---:|---:|---:|---:|",
+        "| row | req/s (median) | every round | Envoy CPU µs/req (median) | p99 ms | Envoy RSS MB | non-2xx |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     for k, label in labels.items():
         v = rows[k]
         rss = f"{v['envoy_rss_mb']:.0f}" if v["envoy_rss_mb"] else "?"
-        lines.append(f"| {label} | {v['rps']:.0f} | {v['p99_ms']} | {rss} | {v['errors']} |")
+        rounds = ", ".join(f"{x:.0f}" for x in v["all_rps"])
+        cpu = res["envoy_cpu_us_per_req"][k]
+        lines.append(f"| {label} | {v['rps']:.0f} | {rounds} | {cpu} | {v['p99_ms']} | {rss} | {v['errors']} |")
     cpr = res["outpost_calls_per_request"]
     lines += [
         "",
@@ -219,6 +263,10 @@ def write_markdown(res: dict, rows: dict) -> None:
         "",
         "The test outpost is `tests/e2e/servers/outpost.py` (Python, protocol-faithful, not fast): "
         "the ext_authz row measures it as much as Envoy — which is the point of caching.",
+        "",
+        "Envoy CPU per request (user + system time of the Envoy process over the row, divided by "
+        "the requests served) is the steadier figure here: it does not depend on how much CPU "
+        "wrk and nginx got meanwhile.",
         "",
         "## Commands",
         "",

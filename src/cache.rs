@@ -8,8 +8,13 @@
 
 use crate::Millis;
 
-/// SHA-256 of the credentials and what the decision depends on.
+/// SHA-256 of the credentials and what the decision depends on: names a decision in the
+/// cross-worker store, so raw cookies never sit in shared memory.
 pub type Key = [u8; 32];
+
+/// Identity headers of an allow, shared between the cache and the steps built from it
+/// (a cached allow is served without copying them).
+pub type Headers = std::sync::Arc<[(String, String)]>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -29,7 +34,7 @@ pub struct Entry {
     /// Deny entries: the status to answer with.
     pub status: u16,
     /// Allow: identity headers for the upstream. Deny: headers for the client.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
 }
 
 impl Entry {
@@ -96,7 +101,7 @@ impl Entry {
             fresh_until,
             stale_until,
             status,
-            headers,
+            headers: headers.into(),
         })
     }
 
@@ -176,7 +181,8 @@ pub fn slot_name(key: &Key, capacity: u64) -> String {
     format!("barbican.cache.{}", slot_index(key, capacity))
 }
 
-/// The per-worker level.
+/// The per-worker level. Keyed by the credential material itself and compared byte for
+/// byte, so a hit needs no cryptographic hash: the hot path of a cached allow stays cheap.
 #[derive(Debug)]
 pub struct LocalCache {
     slots: Vec<Option<LocalSlot>>,
@@ -184,11 +190,19 @@ pub struct LocalCache {
 
 #[derive(Debug, Clone)]
 struct LocalSlot {
-    key: Key,
+    material: Box<[u8]>,
     entry: Entry,
     /// After this the worker re-reads the shared store, so a sign-out seen by another
     /// worker reaches this one within `local_ttl`.
     trust_until: Millis,
+}
+
+/// FNV-1a: spreads slots only. A crafted collision merely evicts (the material is compared
+/// in full), so no keyed hash is needed here.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl LocalCache {
@@ -198,25 +212,25 @@ impl LocalCache {
         }
     }
 
-    fn index(&self, key: &Key) -> Option<usize> {
+    fn index(&self, material: &[u8]) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
-        usize::try_from(slot_index(key, self.slots.len() as u64)).ok()
+        usize::try_from(fnv1a(material) % self.slots.len() as u64).ok()
     }
 
-    /// A fresh, trusted entry for `key`.
-    pub fn get(&self, key: &Key, now: Millis) -> Option<&Entry> {
-        let slot = self.slots.get(self.index(key)?)?.as_ref()?;
-        (slot.key == *key && now < slot.trust_until && slot.entry.is_fresh(now))
+    /// A fresh, trusted entry for `material`.
+    pub fn get(&self, material: &[u8], now: Millis) -> Option<&Entry> {
+        let slot = self.slots.get(self.index(material)?)?.as_ref()?;
+        (*slot.material == *material && now < slot.trust_until && slot.entry.is_fresh(now))
             .then_some(&slot.entry)
     }
 
-    pub fn put(&mut self, key: Key, entry: Entry, trust_until: Millis) {
-        if let Some(i) = self.index(&key) {
+    pub fn put(&mut self, material: &[u8], entry: Entry, trust_until: Millis) {
+        if let Some(i) = self.index(material) {
             if let Some(s) = self.slots.get_mut(i) {
                 *s = Some(LocalSlot {
-                    key,
+                    material: material.into(),
                     entry,
                     trust_until,
                 });
@@ -224,10 +238,10 @@ impl LocalCache {
         }
     }
 
-    pub fn remove(&mut self, key: &Key) {
-        if let Some(i) = self.index(key) {
+    pub fn remove(&mut self, material: &[u8]) {
+        if let Some(i) = self.index(material) {
             if let Some(s) = self.slots.get_mut(i) {
-                if s.as_ref().is_some_and(|x| x.key == *key) {
+                if s.as_ref().is_some_and(|x| *x.material == *material) {
                     *s = None;
                 }
             }
@@ -257,7 +271,8 @@ mod tests {
             headers: vec![
                 ("x-authentik-username".into(), "alice".into()),
                 ("x-authentik-groups".into(), "a|b".into()),
-            ],
+            ]
+            .into(),
         }
     }
 
@@ -280,12 +295,12 @@ mod tests {
     fn local_cache_is_bounded_and_checks_keys() {
         let mut c = LocalCache::new(4);
         for i in 0..100u8 {
-            c.put([i; 32], entry(), 10_000);
+            c.put(&[i; 32], entry(), 10_000);
         }
         assert!(c.len() <= 4);
         let mut c = LocalCache::new(1);
-        c.put([1; 32], entry(), 10_000);
-        c.put([2; 32], entry(), 10_000);
+        c.put(&[1; 32], entry(), 10_000);
+        c.put(&[2; 32], entry(), 10_000);
         assert!(
             c.get(&[1; 32], 0).is_none(),
             "overwritten slot must not answer for the old key"
@@ -304,7 +319,7 @@ mod tests {
     #[test]
     fn local_trust_window_expires_before_freshness() {
         let mut c = LocalCache::new(8);
-        c.put([3; 32], entry(), 100);
+        c.put(&[3; 32], entry(), 100);
         assert!(c.get(&[3; 32], 99).is_some());
         assert!(c.get(&[3; 32], 100).is_none());
     }
@@ -312,7 +327,7 @@ mod tests {
     #[test]
     fn zero_capacity_local_cache_holds_nothing() {
         let mut c = LocalCache::new(0);
-        c.put([3; 32], entry(), 100);
+        c.put(&[3; 32], entry(), 100);
         assert!(c.get(&[3; 32], 0).is_none());
     }
 

@@ -3,7 +3,7 @@
 //!
 //! A reader asking "why was this request denied?" starts at [`Engine::decide`].
 
-use crate::cache::{self, Entry, Key, Kind, LocalCache, SharedStore};
+use crate::cache::{self, Entry, Headers, Key, Kind, LocalCache, SharedStore};
 use crate::config::{CacheConfig, Config, ConfigError, Dialect, GroupsMatch, Limits, Policy};
 use crate::identity::is_identity_header;
 use crate::idp::{ForwardAuth, Original, Verdict};
@@ -35,8 +35,8 @@ pub enum Step {
 pub struct Allow {
     /// Request headers to remove (client-sent identity headers), before `set`.
     pub remove: Vec<String>,
-    /// Request headers to set for the upstream.
-    pub set: Vec<(String, String)>,
+    /// Request headers to set for the upstream (shared with the cache entry they came from).
+    pub set: Headers,
     /// A new `:path` when normalization changed it, so the upstream sees what was matched.
     pub path: Option<String>,
     /// Headers to add to the response to the client (`Set-Cookie` from the IdP).
@@ -137,7 +137,9 @@ enum Driver {
 
 #[derive(Debug, Clone)]
 struct Call {
-    key: Option<Key>,
+    /// The session's key material (see [`Engine::key_for`]); `None` once a sign-out made
+    /// the answer unfit for caching.
+    key: Option<Vec<u8>>,
     /// The request the callout was built from; its answer is always that request's.
     origin: ReqId,
     origin_browser: bool,
@@ -160,7 +162,7 @@ pub struct Engine {
     local: LocalCache,
     pending: HashMap<ReqId, Pending>,
     calls: HashMap<CallId, Call>,
-    by_key: HashMap<Key, CallId>,
+    by_key: HashMap<Vec<u8>, CallId>,
     next_call: CallId,
     counters: Counters,
 }
@@ -300,7 +302,10 @@ impl Engine {
         if signing_out {
             if let Some(key) = self.key_for(headers, &host, method, &norm.match_path) {
                 self.local.remove(&key);
-                store.set(&cache::slot_name(&key, self.cache_cfg.max_entries), &[]);
+                store.set(
+                    &cache::slot_name(&sha(&key), self.cache_cfg.max_entries),
+                    &[],
+                );
                 if let Some(cid) = self.by_key.remove(&key) {
                     if let Some(call) = self.calls.get_mut(&cid) {
                         call.key = None;
@@ -382,7 +387,7 @@ impl Engine {
         req: Request<'_>,
         now: Millis,
         store: &mut impl SharedStore,
-        key: Option<Key>,
+        key: Option<Vec<u8>>,
         ctx: Ctx<'_>,
     ) -> Step {
         let headers = req.headers;
@@ -419,14 +424,15 @@ impl Engine {
                 let e = e.clone();
                 return self.apply(&e, route, remove, path, browser, Vec::new());
             }
-            let slot = cache::slot_name(key, self.cache_cfg.max_entries);
-            if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, key)) {
+            let digest = sha(key);
+            let slot = cache::slot_name(&digest, self.cache_cfg.max_entries);
+            if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, &digest)) {
                 if e.is_fresh(now) && answers(&e, browser) {
                     self.counters.cache_hit += 1;
                     let trust = now
                         .saturating_add(self.cache_cfg.local_ttl_s * 1000)
                         .min(e.fresh_until);
-                    self.local.put(*key, e.clone(), trust);
+                    self.local.put(key, e.clone(), trust);
                     return self.apply(&e, route, remove, path, browser, Vec::new());
                 }
                 if e.is_servable_stale(now) {
@@ -451,7 +457,7 @@ impl Engine {
         let callout_headers = fa.build(&original);
         let cluster = fa.cluster.clone();
         let timeout_ms = fa.timeout_ms;
-        if let Some(cid) = key.as_ref().and_then(|k| self.by_key.get(k)).copied() {
+        if let Some(cid) = key.as_deref().and_then(|k| self.by_key.get(k)).copied() {
             if let Some(call) = self.calls.get_mut(&cid) {
                 call.members.push(req.id);
                 self.pending.insert(
@@ -478,6 +484,9 @@ impl Engine {
             headers: callout_headers.clone(),
             timeout_ms,
         };
+        if let Some(k) = &key {
+            self.by_key.insert(k.clone(), id);
+        }
         self.calls.insert(
             id,
             Call {
@@ -490,9 +499,6 @@ impl Engine {
                 started: now,
             },
         );
-        if let Some(k) = key {
-            self.by_key.insert(k, id);
-        }
         self.pending.insert(
             req.id,
             Pending {
@@ -509,8 +515,9 @@ impl Engine {
         Step::Call(callout)
     }
 
-    /// The cache key: SHA-256 over the session cookies, the Authorization header, the host
-    /// (when decisions are per host) and the method and path (when per path). `None` when the
+    /// The cache key material: the session cookies, the Authorization header, the host
+    /// (when decisions are per host) and the method and path (when per path). The per-worker
+    /// cache compares it whole; the shared store names entries by its SHA-256. `None` when the
     /// request carries no credentials: the IdP's answer to an anonymous request (a login
     /// redirect naming its URL) is specific to that request and is never shared.
     fn key_for(
@@ -519,34 +526,34 @@ impl Engine {
         host: &str,
         method: &str,
         match_path: &str,
-    ) -> Option<Key> {
+    ) -> Option<Vec<u8>> {
         let fa = self.fa.as_ref()?;
         let cookies = fa.session_cookies(headers);
         let auth = header(headers, "authorization");
         if cookies.is_empty() && auth.is_none() {
             return None;
         }
-        let mut h = hmac_sha256::Hash::new();
-        h.update(b"barbican/decision/v1\0");
+        // Unambiguous: each part ends in NUL, which no header value can contain.
+        let mut m = Vec::with_capacity(128);
         if self.cache_cfg.per_host {
-            h.update(host.as_bytes());
+            m.extend_from_slice(host.as_bytes());
         }
-        h.update(b"\0");
+        m.push(0);
         if self.per_path {
-            h.update(method.as_bytes());
-            h.update(b" ");
-            h.update(match_path.as_bytes());
+            m.extend_from_slice(method.as_bytes());
+            m.push(b' ');
+            m.extend_from_slice(match_path.as_bytes());
         }
-        h.update(b"\0");
+        m.push(0);
         for c in cookies {
-            h.update(c.as_bytes());
-            h.update(b"\0");
+            m.extend_from_slice(c.as_bytes());
+            m.push(0);
         }
-        h.update(b"\0");
+        m.push(0);
         if let Some(a) = auth {
-            h.update(a.as_bytes());
+            m.extend_from_slice(a.as_bytes());
         }
-        Some(h.finalize())
+        Some(m)
     }
 
     /// Turns a (cached or fresh) decision into this request's step.
@@ -568,7 +575,7 @@ impl Engine {
                 self.counters.allowed += 1;
                 Step::Allow(Allow {
                     remove,
-                    set: e.headers.clone(),
+                    set: Headers::clone(&e.headers),
                     path,
                     response_headers,
                 })
@@ -658,7 +665,7 @@ impl Engine {
                     fresh_until: fresh,
                     stale_until: fresh.saturating_add(c.stale_grace_s * 1000).min(not_after),
                     status: 200,
-                    headers: identity.clone(),
+                    headers: identity.as_slice().into(),
                 };
                 if *cacheable && fresh > now {
                     if let Some(k) = &call.key {
@@ -684,7 +691,7 @@ impl Engine {
                             fresh_until: fresh,
                             stale_until: fresh,
                             status: *status,
-                            headers: headers.clone(),
+                            headers: headers.as_slice().into(),
                         };
                         self.store_entry(k, &e, now, store);
                     }
@@ -772,17 +779,18 @@ impl Engine {
         }
     }
 
-    fn store_entry(&mut self, key: &Key, e: &Entry, now: Millis, store: &mut impl SharedStore) {
+    fn store_entry(&mut self, key: &[u8], e: &Entry, now: Millis, store: &mut impl SharedStore) {
         if e.size() as u64 > self.cache_cfg.max_entry_bytes {
             return;
         }
         let trust = now
             .saturating_add(self.cache_cfg.local_ttl_s * 1000)
             .min(e.fresh_until);
-        self.local.put(*key, e.clone(), trust);
+        self.local.put(key, e.clone(), trust);
+        let digest = sha(key);
         store.set(
-            &cache::slot_name(key, self.cache_cfg.max_entries),
-            &e.encode(key),
+            &cache::slot_name(&digest, self.cache_cfg.max_entries),
+            &e.encode(&digest),
         );
     }
 
@@ -850,6 +858,11 @@ impl Engine {
     pub fn waiting(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// SHA-256 of key material: the shared store's name for a decision.
+fn sha(material: &[u8]) -> Key {
+    hmac_sha256::Hash::hash(material)
 }
 
 /// Whether an answer given for one request may serve another that waited on the same

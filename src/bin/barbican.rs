@@ -182,7 +182,7 @@ fn print_step(step: &Step) {
             for n in &a.remove {
                 println!("  remove request header {n}");
             }
-            for (n, v) in &a.set {
+            for (n, v) in a.set.iter() {
                 println!("  set request header {n}: {}", redact(n, v));
             }
             if let Some(p) = &a.path {

@@ -193,7 +193,7 @@ fn outpost_header(call: &Callout, name: &str) -> Option<String> {
 
 fn allowed(set: Headers) -> Step {
     Step::Allow(Allow {
-        set,
+        set: set.into(),
         ..Allow::default()
     })
 }
@@ -325,7 +325,7 @@ fn concurrent_misses_for_one_session_share_one_callout() {
             (
                 2,
                 Step::Allow(Allow {
-                    set: alice(),
+                    set: alice().into(),
                     path: Some("/app/x".into()),
                     ..Allow::default()
                 })
@@ -334,7 +334,7 @@ fn concurrent_misses_for_one_session_share_one_callout() {
                 3,
                 Step::Allow(Allow {
                     remove: vec!["Remote-User".into()],
-                    set: alice(),
+                    set: alice().into(),
                     ..Allow::default()
                 })
             ),
@@ -688,7 +688,7 @@ fn allow_with_set_cookie_relays_the_cookie_and_is_not_cached() {
         vec![(
             1,
             Step::Allow(Allow {
-                set: alice(),
+                set: alice().into(),
                 response_headers: h(&[(
                     "set-cookie",
                     "authentik_proxy_3f2a=refreshed; Path=/; HttpOnly"
@@ -835,7 +835,7 @@ fn client_identity_headers_are_stripped_and_the_outposts_set_on_protected_routes
     );
     let expected = Step::Allow(Allow {
         remove: spoofed_names(),
-        set: alice(),
+        set: alice().into(),
         ..Allow::default()
     });
     assert_eq!(
@@ -911,7 +911,7 @@ fn traversal_never_rides_the_bypass_prefix() {
                     "{raw}"
                 );
                 let expected = Step::Allow(Allow {
-                    set: alice(),
+                    set: alice().into(),
                     path: Some(p.into()),
                     ..Allow::default()
                 });
@@ -1417,7 +1417,7 @@ fn authelia_allows_with_remote_headers_and_comma_groups() {
     ]);
     let expected = Step::Allow(Allow {
         remove: spoofed_names(),
-        set: identity.clone(),
+        set: identity.clone().into(),
         ..Allow::default()
     });
     assert_eq!(

@@ -89,7 +89,7 @@ fn act(id: ReqId, step: Step, resume: bool) -> Action {
             for name in &a.remove {
                 let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
             }
-            for (n, v) in &a.set {
+            for (n, v) in a.set.iter() {
                 let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, n, Some(v));
             }
             if let Some(p) = &a.path {
