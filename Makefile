@@ -1,6 +1,7 @@
 # Barbican — every target installs what it needs (idempotent, quick when present).
 #   make demo    build, start Envoy + Barbican in front of an upstream and a test outpost
 #   make test    unit tests (native and in V8), clippy/fmt, real-Envoy end-to-end tests
+#                (with a test outpost and a real OpenID Provider, npm oidc-provider)
 #   make build   dist/barbican.wasm (Envoy/Istio) and dist/barbican (native CLI)
 #   make bench   bench/RESULTS.md and bench/results.json
 
@@ -39,7 +40,13 @@ deps-system:
 	@# Debian's package may start a system nginx on :80; the project never uses it.
 	@if [ -f /run/nginx.pid ]; then nginx -s stop 2>/dev/null || true; fi
 
-deps-node: $(WASM_OPT)
+OIDC_DIR := tests/e2e/servers/oidc
+deps-node: $(WASM_OPT) $(OIDC_DIR)/node_modules/.package-lock.json
+
+# The test OpenID Provider (npm oidc-provider) for the api-route end-to-end tests.
+$(OIDC_DIR)/node_modules/.package-lock.json: $(OIDC_DIR)/package-lock.json
+	npm ci --prefix $(OIDC_DIR) --no-audit --no-fund --silent
+	@touch $@
 
 # binaryen >= 132 from npm: Debian's 108 lacks --llvm-memory-copy-fill-lowering (Traefik).
 $(WASM_OPT):

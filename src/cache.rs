@@ -184,14 +184,25 @@ pub fn slot_name(key: &Key, capacity: u64) -> String {
 /// The per-worker level. Keyed by the credential material itself and compared byte for
 /// byte, so a hit needs no cryptographic hash: the hot path of a cached allow stays cheap.
 #[derive(Debug)]
-pub struct LocalCache {
-    slots: Vec<Option<LocalSlot>>,
+pub struct LocalCache<T = Entry> {
+    slots: Vec<Option<LocalSlot<T>>>,
+}
+
+/// What a per-worker cache can hold: anything that knows until when it may answer.
+pub trait Fresh {
+    fn is_fresh(&self, now: Millis) -> bool;
+}
+
+impl Fresh for Entry {
+    fn is_fresh(&self, now: Millis) -> bool {
+        Entry::is_fresh(self, now)
+    }
 }
 
 #[derive(Debug, Clone)]
-struct LocalSlot {
+struct LocalSlot<T> {
     material: Box<[u8]>,
-    entry: Entry,
+    entry: T,
     /// After this the worker re-reads the shared store, so a sign-out seen by another
     /// worker reaches this one within `local_ttl`.
     trust_until: Millis,
@@ -205,7 +216,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-impl LocalCache {
+impl<T: Clone + Fresh> LocalCache<T> {
     pub fn new(capacity: usize) -> Self {
         LocalCache {
             slots: vec![None; capacity],
@@ -220,13 +231,13 @@ impl LocalCache {
     }
 
     /// A fresh, trusted entry for `material`.
-    pub fn get(&self, material: &[u8], now: Millis) -> Option<&Entry> {
+    pub fn get(&self, material: &[u8], now: Millis) -> Option<&T> {
         let slot = self.slots.get(self.index(material)?)?.as_ref()?;
         (*slot.material == *material && now < slot.trust_until && slot.entry.is_fresh(now))
             .then_some(&slot.entry)
     }
 
-    pub fn put(&mut self, material: &[u8], entry: Entry, trust_until: Millis) {
+    pub fn put(&mut self, material: &[u8], entry: T, trust_until: Millis) {
         if let Some(i) = self.index(material) {
             if let Some(s) = self.slots.get_mut(i) {
                 *s = Some(LocalSlot {

@@ -56,6 +56,136 @@ pub struct Config {
     /// Size limits on what a client may send.
     #[serde(default)]
     pub limits: Limits,
+    /// Bearer-token providers for `api` routes.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// RFC 7662 introspection for opaque tokens on `api` routes.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionConfig>,
+    /// Proxies in front of Envoy whose X-Forwarded-For entries are believed when finding
+    /// the client address for `allow_cidrs`.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Which header family carries identity from tokens to the upstream. Default: the
+    /// forward-auth dialect's family, else authentik.
+    #[serde(default)]
+    pub identity_headers: Option<Family>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Family {
+    #[serde(rename = "authentik")]
+    Authentik,
+    #[serde(rename = "authelia")]
+    Authelia,
+    #[serde(rename = "oauth2-proxy", alias = "oauth2_proxy")]
+    OAuth2Proxy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// One token issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Routes can name the providers they accept; default `providers[i]`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Compared exactly with the token's `iss`.
+    pub issuer: String,
+    /// The token's `aud` must contain one of these.
+    pub audiences: Vec<String>,
+    /// Default: RS256, PS256, ES256, ES384, EdDSA. HS* only with `hmac_secret`; never `none`.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    pub jwks: JwksConfig,
+    #[serde(default = "d60", deserialize_with = "de_u64")]
+    pub clock_skew_s: u64,
+    #[serde(default = "d8192", deserialize_with = "de_u64")]
+    pub max_token_bytes: u64,
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    #[serde(default = "groups_claim")]
+    pub groups_claim: String,
+    /// A shared secret for HS256/384/512 (at least 32 bytes).
+    #[serde(default)]
+    pub hmac_secret: Option<String>,
+}
+
+fn d60() -> u64 {
+    60
+}
+fn groups_claim() -> String {
+    "groups".into()
+}
+
+/// Where a provider's keys come from: inline, or fetched by callout and refreshed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    #[serde(default)]
+    pub inline: Option<serde_json::Value>,
+    /// `http://host[:port]/path` of the key set; fetched through `cluster`.
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default = "d600", deserialize_with = "de_u64")]
+    pub refresh_s: u64,
+}
+
+fn d600() -> u64 {
+    600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    pub cluster: String,
+    /// `:authority` of the call; default: the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    pub path: String,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub auth: IntrospectionAuth,
+    #[serde(default = "d1500", deserialize_with = "de_u64")]
+    pub timeout_ms: u64,
+    #[serde(default = "d60", deserialize_with = "de_u64")]
+    pub ttl_s: u64,
+    #[serde(default = "d5", deserialize_with = "de_u64")]
+    pub negative_ttl_s: u64,
+    #[serde(default = "groups_claim")]
+    pub groups_claim: String,
+}
+
+fn d1500() -> u64 {
+    1500
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrospectionAuth {
+    #[default]
+    Basic,
+    Post,
+}
+
+/// Credentials an `api` route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accept {
+    /// A JWT bearer token verified locally.
+    Jwt,
+    /// An opaque bearer token checked by RFC 7662 introspection.
+    Introspection,
+    /// HTTP Basic with username `goauthentik.io/token`: the password is a bearer token.
+    Basic,
 }
 
 fn default_policy() -> Policy {
@@ -271,6 +401,36 @@ pub struct RouteConfig {
     pub require_groups: Vec<String>,
     #[serde(default)]
     pub groups_match: GroupsMatch,
+    /// api: which credentials count. Default `["jwt"]`.
+    #[serde(default)]
+    pub accept: Option<Vec<Accept>>,
+    /// api: scopes the token must carry.
+    #[serde(default)]
+    pub require_scopes: Vec<String>,
+    #[serde(default)]
+    pub scopes_match: ScopesMatch,
+    /// api: JWT providers accepted here, by name. Default: all.
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
+    /// api: also take the token from this query parameter (for clients that cannot set
+    /// headers, e.g. some media apps). The Authorization header still wins.
+    #[serde(default)]
+    pub token_query: Option<String>,
+    /// api: also take the token from this cookie.
+    #[serde(default)]
+    pub token_cookie: Option<String>,
+    /// Requests from these networks pass without credentials ("valid token OR home
+    /// network"). The client address honours `trusted_proxies`.
+    #[serde(default)]
+    pub allow_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopesMatch {
+    #[default]
+    All,
+    Any,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -370,13 +530,12 @@ pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
         )]);
     }
     let mut de = serde_json::Deserializer::from_slice(json);
-    let cfg: Config = match serde_path_to_error::deserialize(&mut de) {
+    let cfg: Config = match Config::deserialize(&mut de) {
         Ok(c) => c,
         Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
             // serde_json appends " at line L column C"; keep it: it helps find the spot.
-            return Err(vec![ConfigError::new(path, inner.to_string())]);
+            let path = path_at(json, e.line(), e.column());
+            return Err(vec![ConfigError::new(path, e.to_string())]);
         }
     };
     if let Err(e) = de.end() {
@@ -391,6 +550,87 @@ pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
     } else {
         Err(problems)
     }
+}
+
+/// The JSON path (`routes[3].match.path_regex`) of the value at a 1-based line and column,
+/// as serde_json reports errors. A small walk over the text instead of a path-tracking
+/// deserializer: that one doubled the size of every config type in the wasm build.
+pub(crate) fn path_at(json: &[u8], line: usize, column: usize) -> String {
+    // Byte offset of (line, column).
+    let mut offset = 0;
+    let mut l = 1;
+    for (i, b) in json.iter().enumerate() {
+        if l == line {
+            offset = i + column.saturating_sub(1);
+            break;
+        }
+        if *b == b'\n' {
+            l += 1;
+        }
+    }
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    let mut last_string: Option<String> = None;
+    while i < offset.min(json.len()) {
+        match json.get(i).copied().unwrap_or(b' ') {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while let Some(&c) = json.get(i) {
+                    if c == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if c == b'"' {
+                        break;
+                    }
+                    i += 1;
+                }
+                last_string = json
+                    .get(start..i.min(json.len()))
+                    .map(|b| String::from_utf8_lossy(b).into_owned());
+            }
+            b':' => {
+                if let Some(Frame::Object(k)) = stack.last_mut() {
+                    *k = last_string.take();
+                }
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(n)) => *n += 1,
+                Some(Frame::Object(k)) => *k = None,
+                None => {}
+            },
+            b'{' => stack.push(Frame::Object(None)),
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // An unknown-field error points just past the key, before its ':' — name it too.
+    if let (Some(Frame::Object(k @ None)), Some(s)) = (stack.last_mut(), last_string) {
+        *k = Some(s);
+    }
+    let mut out = String::new();
+    for f in &stack {
+        match f {
+            Frame::Object(Some(k)) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(n) => out.push_str(&format!("[{n}]")),
+        }
+    }
+    out
 }
 
 /// Semantic checks that serde cannot express. Returns every problem.
@@ -418,6 +658,12 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
                 format!("strip_headers[{i}]"),
                 format!("{h:?} is not a valid header name"),
             ));
+        }
+    }
+    validate_tokens(cfg, &mut errs);
+    for (i, c) in cfg.trusted_proxies.iter().enumerate() {
+        if let Err(e) = crate::net::Cidr::parse(c) {
+            errs.push(ConfigError::new(format!("trusted_proxies[{i}]"), e));
         }
     }
     if !(256..=65_536).contains(&cfg.limits.max_path_bytes) {
@@ -680,14 +926,35 @@ fn validate_route(p: &str, r: &RouteConfig, has_session: bool, errs: &mut Vec<Co
     if r.policy == Policy::Protected && !has_session {
         // Reported once at "session" by validate(); nothing more here.
     }
-    if !r.require_groups.is_empty() && r.policy != Policy::Protected {
+    if !r.require_groups.is_empty() && !matches!(r.policy, Policy::Protected | Policy::Api) {
         errs.push(ConfigError::new(
             format!("{p}.require_groups"),
             format!(
-                "groups come from the session; policy \"{}\" has none (use \"protected\")",
+                "groups come from a session or a token; policy \"{}\" has neither (use \"protected\" or \"api\")",
                 r.policy.as_str()
             ),
         ));
+    }
+    if r.policy != Policy::Api {
+        for (field, set) in [
+            ("accept", r.accept.is_some()),
+            ("require_scopes", !r.require_scopes.is_empty()),
+            ("providers", r.providers.is_some()),
+            ("token_query", r.token_query.is_some()),
+            ("token_cookie", r.token_cookie.is_some()),
+        ] {
+            if set {
+                errs.push(ConfigError::new(
+                    format!("{p}.{field}"),
+                    "only applies to policy \"api\"",
+                ));
+            }
+        }
+    }
+    for (i, c) in r.allow_cidrs.iter().enumerate() {
+        if let Err(e) = crate::net::Cidr::parse(c) {
+            errs.push(ConfigError::new(format!("{p}.allow_cidrs[{i}]"), e));
+        }
     }
     for (i, g) in r.require_groups.iter().enumerate() {
         if g.is_empty() {
@@ -703,6 +970,193 @@ fn validate_route(p: &str, r: &RouteConfig, has_session: bool, errs: &mut Vec<Co
             "only meaningful on \"protected\" and \"api\" routes",
         ));
     }
+}
+
+fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
+    let providers = cfg
+        .jwt
+        .as_ref()
+        .map(|j| j.providers.as_slice())
+        .unwrap_or_default();
+    let mut names = Vec::new();
+    for (i, pr) in providers.iter().enumerate() {
+        let p = format!("jwt.providers[{i}]");
+        let name = pr.name.clone().unwrap_or_else(|| format!("providers[{i}]"));
+        if names.contains(&name) {
+            errs.push(ConfigError::new(
+                format!("{p}.name"),
+                format!("{name:?} is used twice"),
+            ));
+        }
+        names.push(name);
+        if pr.issuer.is_empty() {
+            errs.push(ConfigError::new(format!("{p}.issuer"), "must not be empty"));
+        }
+        if pr.audiences.is_empty() || pr.audiences.iter().any(String::is_empty) {
+            errs.push(ConfigError::new(
+                format!("{p}.audiences"),
+                "give at least one audience: a token minted for another API must not pass",
+            ));
+        }
+        let mut hmac = false;
+        for (j, a) in pr.algorithms.iter().flatten().enumerate() {
+            match crate::jwt::Alg::parse(a) {
+                Some(alg) => hmac |= alg.is_hmac(),
+                None => errs.push(ConfigError::new(
+                    format!("{p}.algorithms[{j}]"),
+                    format!("{a:?} is not supported (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512; never none)"),
+                )),
+            }
+        }
+        match (&pr.hmac_secret, hmac) {
+            (None, true) => errs.push(ConfigError::new(
+                format!("{p}.hmac_secret"),
+                "an HS* algorithm needs a shared secret; keys from a JWKS are never used as HMAC secrets",
+            )),
+            (Some(s), _) if s.len() < 32 => {
+                errs.push(ConfigError::new(format!("{p}.hmac_secret"), "must be at least 32 bytes"))
+            }
+            _ => {}
+        }
+        if pr.clock_skew_s > 600 {
+            errs.push(ConfigError::new(
+                format!("{p}.clock_skew_s"),
+                "must be at most 600",
+            ));
+        }
+        if !(256..=65_536).contains(&pr.max_token_bytes) {
+            errs.push(ConfigError::new(
+                format!("{p}.max_token_bytes"),
+                "must be between 256 and 65536",
+            ));
+        }
+        let j = &pr.jwks;
+        match (&j.inline, &j.uri) {
+            (Some(_), Some(_)) => errs.push(ConfigError::new(
+                format!("{p}.jwks"),
+                "give inline or uri, not both",
+            )),
+            (None, None) if pr.hmac_secret.is_none() => errs.push(ConfigError::new(
+                format!("{p}.jwks"),
+                "give the keys: inline, or uri with cluster",
+            )),
+            (Some(v), None) => {
+                if let Err(e) = crate::jwks::parse(v.to_string().as_bytes()) {
+                    errs.push(ConfigError::new(format!("{p}.jwks.inline"), e.to_string()));
+                }
+            }
+            (None, Some(u)) => {
+                if split_http_uri(u).is_none() {
+                    errs.push(ConfigError::new(
+                        format!("{p}.jwks.uri"),
+                        "must be http(s)://host[:port]/path",
+                    ));
+                }
+                if j.cluster.as_deref().is_none_or(str::is_empty) {
+                    errs.push(ConfigError::new(
+                        format!("{p}.jwks.cluster"),
+                        "required with uri: the cluster that reaches it",
+                    ));
+                }
+                if !(1..=86_400).contains(&j.refresh_s) {
+                    errs.push(ConfigError::new(
+                        format!("{p}.jwks.refresh_s"),
+                        "must be between 1 and 86400",
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(i) = &cfg.introspection {
+        let p = "introspection";
+        if i.cluster.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.cluster"),
+                "must name the IdP's cluster",
+            ));
+        }
+        if !i.path.starts_with('/') {
+            errs.push(ConfigError::new(format!("{p}.path"), "must start with '/'"));
+        }
+        if i.client_id.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.client_id"),
+                "must not be empty",
+            ));
+        }
+        if !(1..=60_000).contains(&i.timeout_ms) {
+            errs.push(ConfigError::new(
+                format!("{p}.timeout_ms"),
+                "must be between 1 and 60000",
+            ));
+        }
+        if i.ttl_s > 3600 || i.negative_ttl_s > 3600 {
+            errs.push(ConfigError::new(
+                format!("{p}.ttl_s"),
+                "ttl_s and negative_ttl_s must be at most 3600",
+            ));
+        }
+    }
+    for (ri, r) in cfg.routes.iter().enumerate() {
+        if r.policy != Policy::Api {
+            continue;
+        }
+        let p = format!("routes[{ri}]");
+        let accept = r.accept.clone().unwrap_or_else(|| vec![Accept::Jwt]);
+        if accept.is_empty() {
+            errs.push(ConfigError::new(format!("{p}.accept"), "must not be empty"));
+        }
+        // An api route with no credential source at all stays valid: it answers 401.
+        if r.accept.is_some() && accept.contains(&Accept::Jwt) && providers.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.accept"),
+                "accepts \"jwt\" but jwt.providers is empty",
+            ));
+        }
+        if accept.contains(&Accept::Introspection) && cfg.introspection.is_none() {
+            errs.push(ConfigError::new(
+                format!("{p}.accept"),
+                "accepts \"introspection\" but no introspection is configured",
+            ));
+        }
+        if accept.contains(&Accept::Basic) && providers.is_empty() && cfg.introspection.is_none() {
+            errs.push(ConfigError::new(
+                format!("{p}.accept"),
+                "\"basic\" carries a token: configure jwt.providers or introspection",
+            ));
+        }
+        for (j, n) in r.providers.iter().flatten().enumerate() {
+            let known = providers
+                .iter()
+                .enumerate()
+                .any(|(i, pr)| pr.name.clone().unwrap_or_else(|| format!("providers[{i}]")) == *n);
+            if !known {
+                errs.push(ConfigError::new(
+                    format!("{p}.providers[{j}]"),
+                    format!("no provider named {n:?}"),
+                ));
+            }
+        }
+    }
+}
+
+/// `http(s)://authority/path` → (authority, path).
+pub(crate) fn split_http_uri(u: &str) -> Option<(String, String)> {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.is_empty()
+        || authority.bytes().any(|b| b <= b' ' || b == b'@')
+        || path.bytes().any(|b| b <= b' ')
+    {
+        return None;
+    }
+    Some((authority.to_string(), path.to_string()))
 }
 
 /// RFC 9110 token characters: what a header name or method may contain.
@@ -740,6 +1194,27 @@ mod tests {
             e[0].starts_with("routes[0].match.path_prefx: unknown field `path_prefx`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn type_errors_name_their_path() {
+        let e = errs(
+            r#"{"routes":[{"match":{"path_prefix":"/a"},"policy":"bypass"},
+                        {"match":{"methods":"GET"},"policy":"bypass"}]}"#,
+        );
+        assert!(
+            e[0].starts_with("routes[1].match.methods: invalid type"),
+            "{e:?}"
+        );
+        let e = errs(r#"{"session":{"mode":"forward_auth","cache":{"ttl_s":true}}}"#);
+        assert!(e[0].starts_with("session.cache.ttl_s:"), "{e:?}");
+        let e = errs(r#"{"routes":[{"policy":"maybe"}]}"#);
+        assert!(
+            e[0].starts_with("routes[0].policy: unknown variant"),
+            "{e:?}"
+        );
+        let e = errs("{\n  \"limits\": {\"max_path_bytes\": 1,\n \"bogus\": 2}}");
+        assert!(e[0].starts_with("limits.bogus: unknown field"), "{e:?}");
     }
 
     #[test]

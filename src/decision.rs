@@ -57,6 +57,8 @@ pub struct Callout {
     pub id: CallId,
     pub cluster: String,
     pub headers: Vec<(String, String)>,
+    /// A request body (introspection's form), if any.
+    pub body: Option<Vec<u8>>,
     pub timeout_ms: u64,
 }
 
@@ -66,6 +68,9 @@ pub struct Callout {
 pub struct Request<'a> {
     pub id: ReqId,
     pub headers: &'a [(String, String)],
+    /// The connection's peer address (Envoy's `source.address`). Hosts need to supply it
+    /// only when [`Engine::needs_peer`] says a rule uses it.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Counters the host exports as metrics. Drained with [`Engine::take_counters`].
@@ -123,6 +128,8 @@ struct Pending {
     stale: Option<Entry>,
     /// This request's own callout headers, for when a shared answer does not fit it.
     callout: Vec<(String, String)>,
+    /// api requests waiting for a key set: the token to verify once it arrives.
+    token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +154,16 @@ struct Call {
     driver: Driver,
     callout: Callout,
     started: Millis,
+    purpose: Purpose,
+}
+
+/// What a callout is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    ForwardAuth,
+    /// Fetching provider `i`'s key set.
+    Jwks(usize),
+    Introspection,
 }
 
 /// The decision engine for one worker.
@@ -165,6 +182,7 @@ pub struct Engine {
     by_key: HashMap<Vec<u8>, CallId>,
     next_call: CallId,
     counters: Counters,
+    api: api::Api,
 }
 
 const BODY_400: &str = "Bad Request\n";
@@ -225,6 +243,7 @@ impl Engine {
             by_key: HashMap::new(),
             next_call: 1,
             counters: Counters::default(),
+            api: api::Api::new(cfg)?,
         })
     }
 
@@ -339,17 +358,7 @@ impl Engine {
                         ..Allow::default()
                     });
                 }
-                // Token checks arrive with the api-route work; until then nothing passes.
-                self.counters.denied += 1;
-                Step::Respond(Respond {
-                    status: 401,
-                    headers: vec![(
-                        "www-authenticate".into(),
-                        "Bearer realm=\"barbican\"".into(),
-                    )],
-                    body: BODY_401.into(),
-                    reason: "api_no_credentials",
-                })
+                self.api_request(req, now, store, idx, remove, path, norm.query.as_deref())
             }
             Policy::Protected => {
                 self.counters.requests_protected += 1;
@@ -470,6 +479,7 @@ impl Engine {
                         route,
                         stale,
                         callout: callout_headers,
+                        token: None,
                     },
                 );
                 self.counters.coalesced += 1;
@@ -482,6 +492,7 @@ impl Engine {
             id,
             cluster,
             headers: callout_headers.clone(),
+            body: None,
             timeout_ms,
         };
         if let Some(k) = &key {
@@ -497,6 +508,7 @@ impl Engine {
                 driver: Driver::Req(req.id),
                 callout: callout.clone(),
                 started: now,
+                purpose: Purpose::ForwardAuth,
             },
         );
         self.pending.insert(
@@ -509,6 +521,7 @@ impl Engine {
                 route,
                 stale,
                 callout: callout_headers,
+                token: None,
             },
         );
         self.counters.callouts += 1;
@@ -636,9 +649,28 @@ impl Engine {
         now: Millis,
         store: &mut impl SharedStore,
     ) -> Vec<(ReqId, Step)> {
+        self.on_callout_body(id, status, headers, &[], now, store)
+    }
+
+    /// [`Engine::on_callout_response`] with the answer's body (key sets and introspection
+    /// answers are read from it).
+    pub fn on_callout_body(
+        &mut self,
+        id: CallId,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        now: Millis,
+        store: &mut impl SharedStore,
+    ) -> Vec<(ReqId, Step)> {
         let Some(call) = self.calls.remove(&id) else {
             return Vec::new();
         };
+        match call.purpose {
+            Purpose::ForwardAuth => {}
+            Purpose::Jwks(i) => return self.on_jwks(call, i, status, body, now, store),
+            Purpose::Introspection => return self.on_introspection(call, status, body, now, store),
+        }
         if let Some(k) = &call.key {
             if self.by_key.get(k) == Some(&id) {
                 self.by_key.remove(k);
@@ -740,6 +772,7 @@ impl Engine {
             id,
             cluster: fa.cluster.clone(),
             headers: p.callout.clone(),
+            body: None,
             timeout_ms: fa.timeout_ms,
         };
         self.calls.insert(
@@ -752,6 +785,7 @@ impl Engine {
                 driver: Driver::Orphaned,
                 callout,
                 started: now,
+                purpose: Purpose::ForwardAuth,
             },
         );
         p.call = id;
@@ -804,7 +838,8 @@ impl Engine {
             return;
         };
         call.members.retain(|m| *m != id);
-        if call.members.is_empty() {
+        // A key-set fetch goes on without waiters: the provider still needs its keys.
+        if call.members.is_empty() && !matches!(call.purpose, Purpose::Jwks(_)) {
             if let Some(call) = self.calls.remove(&p.call) {
                 if let Some(k) = call.key {
                     if self.by_key.get(&k) == Some(&p.call) {
@@ -862,7 +897,8 @@ impl Engine {
 
 /// SHA-256 of key material: the shared store's name for a decision.
 fn sha(material: &[u8]) -> Key {
-    hmac_sha256::Hash::hash(material)
+    use sha2::Digest;
+    sha2::Sha256::digest(material).into()
 }
 
 /// Whether an answer given for one request may serve another that waited on the same
@@ -926,5 +962,6 @@ fn is_browser(method: &str, headers: &[(String, String)]) -> bool {
         && header(headers, "accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/html"))
 }
 
+mod api;
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,11 @@ pub mod config;
 pub mod decision;
 pub mod identity;
 pub mod idp;
+pub mod jwks;
+pub mod jwt;
+pub mod net;
 pub mod route;
+pub mod tokens;
 
 #[cfg(all(feature = "envoy", target_arch = "wasm32"))]
 pub mod host;

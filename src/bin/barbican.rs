@@ -13,7 +13,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   barbican check CONFIG.json
   barbican explain CONFIG.json --url URL [--method M] [--header 'Name: value']...
-                   [--idp-status N] [--idp-header 'Name: value']...
+                   [--client IP] [--idp-status N] [--idp-header 'Name: value']...
 
 check    validates a configuration; prints every problem with its JSON path; exit 1 if any.
 explain  shows which rule a request matches and what Barbican does with it. When the
@@ -93,6 +93,7 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
     let mut headers: Vec<(String, String)> = Vec::new();
     let mut idp_status: Option<u16> = None;
     let mut idp_headers: Vec<(String, String)> = Vec::new();
+    let mut peer = None;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
@@ -107,6 +108,10 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
             },
             "--idp-status" => match value.parse() {
                 Ok(s) => idp_status = Some(s),
+                Err(_) => return usage(),
+            },
+            "--client" => match value.parse() {
+                Ok(ip) => peer = Some(ip),
                 Err(_) => return usage(),
             },
             "--idp-header" => match split_header(value) {
@@ -141,6 +146,7 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
         Request {
             id: 1,
             headers: &all,
+            peer,
         },
         now,
         &mut store,

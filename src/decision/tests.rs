@@ -141,7 +141,15 @@ fn jwt(exp_ms: Millis) -> String {
 // ---- driving the engine --------------------------------------------------------------
 
 fn decide(e: &mut Engine, s: &mut MemStore, id: ReqId, headers: &Headers, now: Millis) -> Step {
-    e.decide(Request { id, headers }, now, s)
+    e.decide(
+        Request {
+            id,
+            headers,
+            peer: None,
+        },
+        now,
+        s,
+    )
 }
 
 fn answer(
@@ -278,6 +286,7 @@ fn callout_carries_the_original_request_but_no_client_identity() {
     let expected = Callout {
         id: 1,
         cluster: "authentik".into(),
+        body: None,
         timeout_ms: 1500,
         headers: h(&[
             (":method", "GET"),
@@ -990,7 +999,16 @@ fn api_route_answers_401_with_a_bearer_challenge_and_never_redirects() {
             &session("/v1/items").with("authorization", "Bearer t"),
             T0
         ),
-        challenge
+        respond(
+            401,
+            h(&[(
+                "www-authenticate",
+                "Bearer realm=\"barbican\", error=\"invalid_token\""
+            )]),
+            BODY_401,
+            "token_not_a_jwt"
+        ),
+        "a token no provider or introspection can check is invalid, never a redirect"
     );
 }
 

@@ -29,6 +29,8 @@ proxy_wasm::main! {{
 /// Per-VM state shared by the root and HTTP contexts.
 struct State {
     engine: Engine,
+    /// Read the peer address only when a rule uses it: it costs a host call.
+    needs_peer: bool,
     metrics: Vec<(&'static str, u32)>,
     /// `Set-Cookie` and the like to add to a request's response, by request id.
     response_headers: HashMap<ReqId, Vec<(String, String)>>,
@@ -142,6 +144,24 @@ fn deliver(current: u32, steps: Vec<(ReqId, Step)>, resume_own: bool) -> Option<
     own
 }
 
+/// A callout answer's body, capped: key sets and introspection answers are small, and a
+/// hostile or broken IdP must not make a worker allocate without bound.
+fn callout_body(size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
+    }
+    hostcalls::get_buffer(
+        BufferType::HttpCallResponseBody,
+        0,
+        size.min(MAX_CALLOUT_BODY),
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+const MAX_CALLOUT_BODY: usize = 512 * 1024;
+
 fn response_status(headers: &[(String, String)]) -> u16 {
     crate::header(headers, ":status")
         .and_then(|s| s.trim().parse().ok())
@@ -158,7 +178,7 @@ fn dispatch(c: &crate::Callout) -> Result<u32, Vec<(ReqId, Step)>> {
     match hostcalls::dispatch_http_call(
         &c.cluster,
         headers,
-        None,
+        c.body.as_deref(),
         vec![],
         Duration::from_millis(c.timeout_ms),
     ) {
@@ -185,16 +205,17 @@ struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _: usize, _: usize, _: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
         let Some(cid) = self.calls.remove(&token_id) else {
             return;
         };
         let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let body = callout_body(body_size);
         let status = response_status(&headers);
         let t = now();
         let steps = with_state(|s| {
             s.engine
-                .on_callout_response(cid, status, &headers, t, &mut HostStore)
+                .on_callout_body(cid, status, &headers, &body, t, &mut HostStore)
         })
         .unwrap_or_default();
         deliver(self.context_id, steps, true);
@@ -240,6 +261,7 @@ impl RootContext for Root {
         STATE.with(|s| {
             if let Ok(mut g) = s.try_borrow_mut() {
                 *g = Some(State {
+                    needs_peer: engine.needs_peer(),
                     engine,
                     metrics,
                     response_headers: HashMap::new(),
@@ -247,7 +269,8 @@ impl RootContext for Root {
             }
         });
         // The tick flushes metrics, and dispatches callouts for requests whose shared answer
-        // did not fit them (Engine::take_orphans); 200 ms bounds that extra wait.
+        // did not fit them and due key-set fetches (Engine::background); 200 ms bounds the
+        // extra wait.
         let _ = hostcalls::set_tick_period(Duration::from_millis(200));
         true
     }
@@ -255,7 +278,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let t = now();
         let (orphans, expired) = with_state(|s| {
-            let o = s.engine.take_orphans(t);
+            let o = s.engine.background(t, &mut HostStore);
             let e = s.engine.expire(t);
             flush_metrics(s);
             (o, e)
@@ -293,14 +316,15 @@ struct Http {
 }
 
 impl Context for Http {
-    fn on_http_call_response(&mut self, _token: u32, _: usize, _: usize, _: usize) {
+    fn on_http_call_response(&mut self, _token: u32, _: usize, body_size: usize, _: usize) {
         let Some(cid) = self.call.take() else { return };
         let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let body = callout_body(body_size);
         let status = response_status(&headers);
         let t = now();
         let steps = with_state(|s| {
             s.engine
-                .on_callout_response(cid, status, &headers, t, &mut HostStore)
+                .on_callout_body(cid, status, &headers, &body, t, &mut HostStore)
         })
         .unwrap_or_default();
         if deliver(self.id, steps, true).is_none() {
@@ -325,11 +349,21 @@ impl HttpContext for Http {
             return act(self.id, fail_closed(), false);
         };
         let t = now();
+        let peer = if with_state(|s| s.needs_peer).unwrap_or(false) {
+            hostcalls::get_property(vec!["source", "address"])
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|a| crate::net::parse_peer(&a))
+        } else {
+            None
+        };
         let step = with_state(|s| {
             s.engine.decide(
                 Request {
                     id: self.id,
                     headers: &headers,
+                    peer,
                 },
                 t,
                 &mut HostStore,

@@ -3,6 +3,7 @@
 
 pub mod authelia;
 pub mod authentik;
+pub mod introspection;
 pub mod oauth2_proxy;
 
 use crate::config::{Dialect, ForwardAuthConfig};

@@ -1,0 +1,743 @@
+//! The `api` policy: credentials only, never a redirect. A bearer JWT is verified locally
+//! against its provider's keys; an opaque token is introspected (RFC 7662) by callout; both
+//! are cached by the whole token until their `exp`.
+
+use super::*;
+use crate::config::{
+    Accept, Family, GroupsMatch, IntrospectionAuth, IntrospectionConfig, ScopesMatch,
+};
+use crate::idp::introspection::{self, ClientAuth};
+use crate::net::{self, Cidr};
+use crate::tokens::{self, Outcome, Provider, Source, TokenInfo};
+use std::sync::Arc;
+
+/// One `api` rule, compiled.
+#[derive(Debug, Clone)]
+pub(super) struct ApiRule {
+    jwt: bool,
+    introspection: bool,
+    basic: bool,
+    require_scopes: Vec<String>,
+    scopes_all: bool,
+    /// Indices into the providers.
+    providers: Vec<usize>,
+    token_query: Option<String>,
+    token_cookie: Option<String>,
+    allow_cidrs: Vec<Cidr>,
+}
+
+#[derive(Debug)]
+pub(super) struct Api {
+    /// By route index; `None` for non-api routes. The last one is for the default policy.
+    rules: Vec<Option<ApiRule>>,
+    default_rule: ApiRule,
+    pub(super) providers: Vec<Provider>,
+    introspection: Option<IntrospectionConfig>,
+    trusted: Vec<Cidr>,
+    family: Family,
+    /// Verified tokens by the whole token (per worker).
+    tokens: LocalCache<TokenInfo>,
+}
+
+const TOKEN_PREFIX: &[u8] = b"token\0";
+
+impl Api {
+    pub(super) fn new(cfg: &Config) -> Result<Api, Vec<ConfigError>> {
+        let providers = tokens::providers(cfg.jwt.as_ref());
+        let all: Vec<usize> = (0..providers.len()).collect();
+        let compile = |r: Option<&crate::config::RouteConfig>| -> ApiRule {
+            let accept = r
+                .and_then(|r| r.accept.clone())
+                .unwrap_or_else(|| vec![Accept::Jwt]);
+            ApiRule {
+                jwt: accept.contains(&Accept::Jwt),
+                introspection: accept.contains(&Accept::Introspection),
+                basic: accept.contains(&Accept::Basic),
+                require_scopes: r.map(|r| r.require_scopes.clone()).unwrap_or_default(),
+                scopes_all: r.is_none_or(|r| r.scopes_match == ScopesMatch::All),
+                providers: match r.and_then(|r| r.providers.as_ref()) {
+                    Some(names) => all
+                        .iter()
+                        .copied()
+                        .filter(|i| providers.get(*i).is_some_and(|p| names.contains(&p.name)))
+                        .collect(),
+                    None => all.clone(),
+                },
+                token_query: r.and_then(|r| r.token_query.clone()),
+                token_cookie: r.and_then(|r| r.token_cookie.clone()),
+                allow_cidrs: r
+                    .map(|r| {
+                        r.allow_cidrs
+                            .iter()
+                            .filter_map(|c| Cidr::parse(c).ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        };
+        let rules = cfg
+            .routes
+            .iter()
+            .map(|r| (r.policy == Policy::Api).then(|| compile(Some(r))))
+            .collect();
+        let family = cfg.identity_headers.unwrap_or_else(|| {
+            match cfg
+                .session
+                .as_ref()
+                .and_then(|s| s.forward_auth.as_ref())
+                .map(|f| f.dialect)
+            {
+                Some(Dialect::Authelia) => Family::Authelia,
+                Some(Dialect::OAuth2Proxy) => Family::OAuth2Proxy,
+                _ => Family::Authentik,
+            }
+        });
+        let local = cfg
+            .session
+            .as_ref()
+            .map_or(1024, |s| s.cache.local_max_entries);
+        Ok(Api {
+            rules,
+            default_rule: compile(None),
+            providers,
+            introspection: cfg.introspection.clone(),
+            trusted: cfg
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| Cidr::parse(c).ok())
+                .collect(),
+            family,
+            tokens: LocalCache::new(usize::try_from(local).unwrap_or(1024)),
+        })
+    }
+
+    /// A cached verification stands only while its provider's key set has the same key ids.
+    fn still_valid(&self, info: &TokenInfo) -> bool {
+        match info.verified_by {
+            Some((p, f)) => self
+                .providers
+                .get(p)
+                .is_some_and(|pr| tokens::fingerprint(pr.keys.as_deref()) == f),
+            None => true,
+        }
+    }
+
+    fn verified(&self, claims: &crate::jwt::Claims, by: usize) -> TokenInfo {
+        let f = tokens::fingerprint(self.providers.get(by).and_then(|p| p.keys.as_deref()));
+        TokenInfo {
+            verified_by: Some((by, f)),
+            ..TokenInfo::from_claims(claims, self.family)
+        }
+    }
+
+    fn rule(&self, route: Option<usize>) -> &ApiRule {
+        route
+            .and_then(|i| self.rules.get(i))
+            .and_then(Option::as_ref)
+            .unwrap_or(&self.default_rule)
+    }
+}
+
+fn challenge(status: u16, error: Option<&str>, reason: &'static str) -> Step {
+    let value = match error {
+        Some(e) => format!("Bearer realm=\"barbican\", error=\"{e}\""),
+        None => "Bearer realm=\"barbican\"".to_string(),
+    };
+    let body = if status == 401 { BODY_401 } else { BODY_403 };
+    Step::Respond(Respond {
+        status,
+        headers: vec![("www-authenticate".into(), value)],
+        body: body.into(),
+        reason,
+    })
+}
+
+fn unavailable(reason: &'static str) -> Step {
+    Step::Respond(Respond {
+        status: 503,
+        headers: vec![("retry-after".into(), "5".into())],
+        body: BODY_503.into(),
+        reason,
+    })
+}
+
+impl Engine {
+    /// Whether a rule needs the client address (hosts then pass [`Request::peer`]).
+    pub fn needs_peer(&self) -> bool {
+        self.api
+            .rules
+            .iter()
+            .flatten()
+            .any(|r| !r.allow_cidrs.is_empty())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn api_request(
+        &mut self,
+        req: Request<'_>,
+        now: Millis,
+        store: &mut impl SharedStore,
+        route: Option<usize>,
+        remove: Vec<String>,
+        path: Option<String>,
+        query: Option<&str>,
+    ) -> Step {
+        let headers = req.headers;
+        let method = header(headers, ":method").unwrap_or("GET");
+        let rule = self.api.rule(route).clone();
+        if route
+            .and_then(|i| self.routes.get(i))
+            .is_some_and(|r| r.allow_cors_preflight)
+            && is_preflight(method, headers)
+        {
+            self.counters.allowed += 1;
+            return Step::Allow(Allow {
+                remove,
+                path,
+                ..Allow::default()
+            });
+        }
+        if !rule.allow_cidrs.is_empty() {
+            let xff: Vec<&str> = headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            if let Some(ip) = net::client_ip(req.peer, &xff, &self.api.trusted) {
+                if rule.allow_cidrs.iter().any(|c| c.contains(ip)) {
+                    self.counters.allowed += 1;
+                    return Step::Allow(Allow {
+                        remove,
+                        path,
+                        ..Allow::default()
+                    });
+                }
+            }
+        }
+        let token = match tokens::extract(
+            headers,
+            query,
+            rule.token_query.as_deref(),
+            rule.token_cookie.as_deref(),
+            rule.basic,
+        ) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                self.counters.denied += 1;
+                return challenge(401, None, "api_no_credentials");
+            }
+            Err(reason) => {
+                self.counters.denied += 1;
+                return challenge(401, Some("invalid_token"), reason);
+            }
+        };
+        if token.len() as u64 > self.limits.max_credential_bytes {
+            self.counters.denied += 1;
+            return challenge(401, Some("invalid_token"), "token_too_large");
+        }
+        let mut material = Vec::with_capacity(TOKEN_PREFIX.len() + token.len());
+        material.extend_from_slice(TOKEN_PREFIX);
+        material.extend_from_slice(token.as_bytes());
+
+        if let Some(info) = self
+            .api
+            .tokens
+            .get(&material, now)
+            .filter(|i| self.api.still_valid(i))
+        {
+            self.counters.cache_hit += 1;
+            let info = info.clone();
+            return self.authorize(&info, route, remove, path);
+        }
+        let digest = sha(&material);
+        let slot = cache::slot_name(&digest, self.cache_cfg.max_entries);
+        if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, &digest)) {
+            if e.is_fresh(now)
+                && (e.kind == Kind::Deny || self.api.still_valid(&TokenInfo::from_entry(&e)))
+            {
+                self.counters.cache_hit += 1;
+                if e.kind == Kind::Deny {
+                    self.counters.denied += 1;
+                    return challenge(401, Some("invalid_token"), "token_inactive_cached");
+                }
+                let info = TokenInfo::from_entry(&e);
+                let trust = now
+                    .saturating_add(self.cache_cfg.local_ttl_s * 1000)
+                    .min(info.exp_ms);
+                self.api.tokens.put(&material, info.clone(), trust);
+                return self.authorize(&info, route, remove, path);
+            }
+        }
+        self.counters.cache_miss += 1;
+
+        let looks_like_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
+        if (rule.jwt || rule.basic) && looks_like_jwt && !rule.providers.is_empty() {
+            match tokens::verify(&mut self.api.providers, &rule.providers, &token, now, true) {
+                Outcome::Valid(claims, by) => {
+                    let info = self.api.verified(&claims, by);
+                    self.cache_token(&material, &info, info.exp_ms, now, store);
+                    return self.authorize(&info, route, remove, path);
+                }
+                Outcome::Fetch(i) => {
+                    // No keys yet, or a kid the keys lack (rotation): wait for the key set
+                    // instead of failing a token that may well be good.
+                    let cid = self.jwks_call(i, now);
+                    if let Some(call) = self.calls.get_mut(&cid) {
+                        call.members.push(req.id);
+                    }
+                    let p = Pending {
+                        call: cid,
+                        remove,
+                        path,
+                        browser: false,
+                        route,
+                        stale: None,
+                        callout: Vec::new(),
+                        token: Some(token),
+                    };
+                    self.pending.insert(req.id, p);
+                    return Step::Wait;
+                }
+                Outcome::Invalid(e) if !rule.introspection => {
+                    self.counters.denied += 1;
+                    return challenge(401, Some("invalid_token"), jwt_reason(e));
+                }
+                Outcome::Invalid(_) => {}
+            }
+        }
+        if rule.introspection {
+            return self.introspect(req.id, material, token, route, remove, path, now);
+        }
+        self.counters.denied += 1;
+        challenge(401, Some("invalid_token"), "token_not_a_jwt")
+    }
+
+    fn cache_token(
+        &mut self,
+        material: &[u8],
+        info: &TokenInfo,
+        until: Millis,
+        now: Millis,
+        store: &mut impl SharedStore,
+    ) {
+        if until <= now {
+            return;
+        }
+        let trust = now
+            .saturating_add(self.cache_cfg.local_ttl_s * 1000)
+            .min(until);
+        self.api.tokens.put(
+            material,
+            TokenInfo {
+                exp_ms: until,
+                ..info.clone()
+            },
+            trust,
+        );
+        let entry = info.to_entry(until);
+        if entry.size() as u64 <= self.cache_cfg.max_entry_bytes {
+            let digest = sha(material);
+            store.set(
+                &cache::slot_name(&digest, self.cache_cfg.max_entries),
+                &entry.encode(&digest),
+            );
+        }
+    }
+
+    /// Scopes and groups the route requires, then the identity headers.
+    fn authorize(
+        &mut self,
+        info: &TokenInfo,
+        route: Option<usize>,
+        remove: Vec<String>,
+        path: Option<String>,
+    ) -> Step {
+        let rule = self.api.rule(route);
+        let has_scope = |s: &String| info.scopes.contains(s);
+        let scopes_ok = rule.require_scopes.is_empty()
+            || if rule.scopes_all {
+                rule.require_scopes.iter().all(has_scope)
+            } else {
+                rule.require_scopes.iter().any(has_scope)
+            };
+        let groups_ok = match route.and_then(|i| self.routes.get(i)) {
+            Some(r) if !r.require_groups.is_empty() => match r.groups_match {
+                GroupsMatch::Any => r.require_groups.iter().any(|g| info.groups.contains(g)),
+                GroupsMatch::All => r.require_groups.iter().all(|g| info.groups.contains(g)),
+            },
+            _ => true,
+        };
+        if !scopes_ok || !groups_ok {
+            self.counters.denied += 1;
+            return challenge(
+                403,
+                Some("insufficient_scope"),
+                if scopes_ok { "groups" } else { "scopes" },
+            );
+        }
+        self.counters.allowed += 1;
+        Step::Allow(Allow {
+            remove,
+            set: Arc::clone(&info.identity),
+            path,
+            response_headers: Vec::new(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn introspect(
+        &mut self,
+        id: ReqId,
+        material: Vec<u8>,
+        token: String,
+        route: Option<usize>,
+        remove: Vec<String>,
+        path: Option<String>,
+        now: Millis,
+    ) -> Step {
+        let Some(ic) = &self.api.introspection else {
+            self.counters.denied += 1;
+            return challenge(401, Some("invalid_token"), "no_introspection");
+        };
+        let pending = Pending {
+            call: 0,
+            remove,
+            path,
+            browser: false,
+            route,
+            stale: None,
+            callout: Vec::new(),
+            token: None,
+        };
+        if let Some(&cid) = self.by_key.get(&material) {
+            if let Some(call) = self.calls.get_mut(&cid) {
+                call.members.push(id);
+                self.pending.insert(
+                    id,
+                    Pending {
+                        call: cid,
+                        ..pending
+                    },
+                );
+                self.counters.coalesced += 1;
+                return Step::Wait;
+            }
+        }
+        let auth = match ic.auth {
+            IntrospectionAuth::Basic => ClientAuth::Basic,
+            IntrospectionAuth::Post => ClientAuth::Post,
+        };
+        let authority = ic.authority.clone().unwrap_or_else(|| ic.cluster.clone());
+        let (headers, body) = introspection::build(
+            &ic.path,
+            &authority,
+            &token,
+            &ic.client_id,
+            &ic.client_secret,
+            auth,
+        );
+        let cid = self.next_call;
+        self.next_call += 1;
+        let callout = Callout {
+            id: cid,
+            cluster: ic.cluster.clone(),
+            headers,
+            body: Some(body),
+            timeout_ms: ic.timeout_ms,
+        };
+        self.by_key.insert(material.clone(), cid);
+        self.calls.insert(
+            cid,
+            Call {
+                key: Some(material),
+                origin: id,
+                origin_browser: false,
+                members: vec![id],
+                driver: Driver::Req(id),
+                callout: callout.clone(),
+                started: now,
+                purpose: Purpose::Introspection,
+            },
+        );
+        self.pending.insert(
+            id,
+            Pending {
+                call: cid,
+                ..pending
+            },
+        );
+        self.counters.callouts += 1;
+        Step::Call(callout)
+    }
+
+    pub(super) fn on_introspection(
+        &mut self,
+        call: Call,
+        status: u16,
+        body: &[u8],
+        now: Millis,
+        store: &mut impl SharedStore,
+    ) -> Vec<(ReqId, Step)> {
+        if let Some(k) = &call.key {
+            if self.by_key.get(k) == Some(&call.callout.id) {
+                self.by_key.remove(k);
+            }
+        }
+        let Some(ic) = self.api.introspection.clone() else {
+            return Vec::new();
+        };
+        let answer = if status == 0 || status >= 500 {
+            None
+        } else {
+            Some(introspection::parse(status, body, &ic.groups_claim))
+        };
+        let mut out = Vec::new();
+        match answer {
+            Some(Ok(i)) if i.active && i.exp.is_none_or(|e| e.saturating_mul(1000) > now) => {
+                let info = TokenInfo {
+                    exp_ms: i.exp.map_or(u64::MAX, |e| e.saturating_mul(1000)),
+                    identity: tokens::identity(
+                        self.api.family,
+                        i.sub.as_deref(),
+                        i.username.as_deref(),
+                        i.email.as_deref(),
+                        i.name.as_deref(),
+                        &i.groups,
+                    ),
+                    scopes: i.scopes,
+                    groups: i.groups,
+                    verified_by: None,
+                };
+                let until = now.saturating_add(ic.ttl_s * 1000).min(info.exp_ms);
+                if let Some(k) = &call.key {
+                    self.cache_token(k, &info, until, now, store);
+                }
+                for m in call.members {
+                    if let Some(p) = self.pending.remove(&m) {
+                        out.push((m, self.authorize(&info, p.route, p.remove, p.path)));
+                    }
+                }
+            }
+            Some(Ok(_)) | Some(Err(introspection::IntrospectionError::Status(400..=499))) => {
+                // Inactive (revoked, expired, unknown): remembered briefly, so a flood of a
+                // dead token does not become a flood of introspections.
+                if let (Some(k), true) = (&call.key, ic.negative_ttl_s > 0) {
+                    let until = now.saturating_add(ic.negative_ttl_s * 1000);
+                    let digest = sha(k);
+                    let e = Entry {
+                        kind: Kind::Deny,
+                        fresh_until: until,
+                        stale_until: until,
+                        status: 401,
+                        headers: Headers::default(),
+                    };
+                    store.set(
+                        &cache::slot_name(&digest, self.cache_cfg.max_entries),
+                        &e.encode(&digest),
+                    );
+                }
+                for m in call.members {
+                    if self.pending.remove(&m).is_some() {
+                        self.counters.denied += 1;
+                        out.push((m, challenge(401, Some("invalid_token"), "token_inactive")));
+                    }
+                }
+            }
+            _ => {
+                self.counters.callout_errors += 1;
+                for m in call.members {
+                    if self.pending.remove(&m).is_some() {
+                        self.counters.unavailable += 1;
+                        out.push((m, unavailable("introspection_unavailable")));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Callouts the host's root context should dispatch now: orphaned forward-auth calls
+    /// and due key-set fetches. Key sets fetched by another worker are adopted from the
+    /// shared store instead of fetched again.
+    pub fn background(&mut self, now: Millis, store: &mut impl SharedStore) -> Vec<Callout> {
+        let mut out = self.take_orphans(now);
+        for i in 0..self.api.providers.len() {
+            let Some(p) = self.api.providers.get_mut(i) else {
+                continue;
+            };
+            let Source::Uri { refresh_ms, .. } = p.source else {
+                continue;
+            };
+            if let Some(bytes) = store.get(&jwks_slot(i)) {
+                let (at, doc) = bytes.split_at(bytes.len().min(8));
+                let at = <[u8; 8]>::try_from(at).map(u64::from_le_bytes).unwrap_or(0);
+                if at > p.fetched_at {
+                    if let Ok(set) = crate::jwks::parse(doc) {
+                        p.keys = Some(Arc::new(set));
+                        p.fetched_at = at;
+                        p.next_fetch = p.next_fetch.max(at.saturating_add(refresh_ms));
+                    }
+                }
+            }
+            if p.in_flight || now < p.next_fetch {
+                continue;
+            }
+            let cid = self.jwks_call(i, now);
+            if let Some(c) = self.calls.get_mut(&cid) {
+                c.driver = Driver::Root;
+                out.push(c.callout.clone());
+            }
+        }
+        out
+    }
+
+    /// The key-set fetch in flight for provider `i`, or a new one for the root context to
+    /// dispatch (it is orphaned until then: [`Engine::take_orphans`]).
+    fn jwks_call(&mut self, i: usize, now: Millis) -> CallId {
+        if let Some((id, _)) = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.purpose == Purpose::Jwks(i))
+        {
+            return *id;
+        }
+        let (cluster, authority, path) = match self.api.providers.get(i).map(|p| &p.source) {
+            Some(Source::Uri {
+                cluster,
+                authority,
+                path,
+                ..
+            }) => (cluster.clone(), authority.clone(), path.clone()),
+            _ => (String::new(), String::new(), String::new()),
+        };
+        if let Some(p) = self.api.providers.get_mut(i) {
+            p.in_flight = true;
+        }
+        let id = self.next_call;
+        self.next_call += 1;
+        let callout = Callout {
+            id,
+            cluster,
+            headers: vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), path),
+                (":authority".into(), authority),
+                (":scheme".into(), "http".into()),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: None,
+            timeout_ms: 5000,
+        };
+        self.calls.insert(
+            id,
+            Call {
+                key: None,
+                origin: 0,
+                origin_browser: false,
+                members: Vec::new(),
+                driver: Driver::Orphaned,
+                callout,
+                started: now,
+                purpose: Purpose::Jwks(i),
+            },
+        );
+        id
+    }
+
+    pub(super) fn on_jwks(
+        &mut self,
+        call: Call,
+        i: usize,
+        status: u16,
+        body: &[u8],
+        now: Millis,
+        store: &mut impl SharedStore,
+    ) -> Vec<(ReqId, Step)> {
+        self.update_keys(i, status, body, now, store);
+        // Requests that waited for this key set: verify them now, without asking again.
+        let mut out = Vec::new();
+        for m in call.members {
+            let Some(p) = self.pending.remove(&m) else {
+                continue;
+            };
+            let Some(token) = p.token else { continue };
+            let allowed = self.api.rule(p.route).providers.clone();
+            let step = match tokens::verify(&mut self.api.providers, &allowed, &token, now, false) {
+                Outcome::Valid(claims, by) => {
+                    let info = self.api.verified(&claims, by);
+                    let mut material = TOKEN_PREFIX.to_vec();
+                    material.extend_from_slice(token.as_bytes());
+                    self.cache_token(&material, &info, info.exp_ms, now, store);
+                    self.authorize(&info, p.route, p.remove, p.path)
+                }
+                Outcome::Invalid(e)
+                    if self
+                        .api
+                        .providers
+                        .get(i)
+                        .is_some_and(|pr| pr.keys.is_some()) =>
+                {
+                    self.counters.denied += 1;
+                    challenge(401, Some("invalid_token"), jwt_reason(e))
+                }
+                _ => {
+                    self.counters.unavailable += 1;
+                    unavailable("jwks_not_loaded")
+                }
+            };
+            out.push((m, step));
+        }
+        out
+    }
+
+    fn update_keys(
+        &mut self,
+        i: usize,
+        status: u16,
+        body: &[u8],
+        now: Millis,
+        store: &mut impl SharedStore,
+    ) {
+        let Some(p) = self.api.providers.get_mut(i) else {
+            return;
+        };
+        p.in_flight = false;
+        let refresh = match p.source {
+            Source::Uri { refresh_ms, .. } => refresh_ms,
+            _ => return,
+        };
+        match (status, crate::jwks::parse(body)) {
+            (200, Ok(set)) => {
+                p.keys = Some(Arc::new(set));
+                p.fetched_at = now;
+                p.next_fetch = now.saturating_add(refresh);
+                let mut v = now.to_le_bytes().to_vec();
+                v.extend_from_slice(body);
+                store.set(&jwks_slot(i), &v);
+            }
+            _ => {
+                // Keep the last good set; try again soon, but not in a tight loop.
+                self.counters.callout_errors += 1;
+                p.next_fetch = now.saturating_add(refresh.min(5000));
+            }
+        }
+    }
+}
+
+fn jwks_slot(i: usize) -> String {
+    format!("barbican.jwks.{i}")
+}
+
+fn jwt_reason(e: crate::jwt::JwtError) -> &'static str {
+    use crate::jwt::JwtError as E;
+    match e {
+        E::TooLong => "jwt_too_long",
+        E::Malformed | E::BadHeader | E::BadPayload => "jwt_malformed",
+        E::CritUnsupported | E::BadType | E::UnknownAlg | E::AlgNotAllowed => "jwt_alg_or_type",
+        E::UnknownKid | E::NoMatchingKey => "jwt_unknown_key",
+        E::BadSignature => "jwt_bad_signature",
+        E::Expired | E::NotYetValid | E::MissingExp => "jwt_time",
+        E::WrongIssuer | E::WrongAudience => "jwt_issuer_audience",
+        _ => "jwt_invalid",
+    }
+}

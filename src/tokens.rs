@@ -1,0 +1,527 @@
+//! Bearer tokens on `api` routes: where a route's token comes from, the providers' key sets
+//! (inline or fetched and refreshed), verification, and what a verified token allows.
+
+use crate::cache::Headers;
+use crate::config::{Family, JwtConfig, ProviderConfig};
+use crate::jwks::KeySet;
+use crate::jwt::{self, Alg, Claims, JwtError, Validation};
+use crate::{header, Millis};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use std::sync::Arc;
+
+/// Authentik's convention: HTTP Basic with this username carries a token as the password
+/// (`internal/outpost/proxyv2/application/auth_basic.go`).
+pub const AUTHENTIK_TOKEN_USER: &str = "goauthentik.io/token";
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Inline,
+    Uri {
+        cluster: String,
+        authority: String,
+        path: String,
+        refresh_ms: Millis,
+    },
+    /// HS* only: the shared secret is the key.
+    SecretOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub validation: Validation,
+    pub source: Source,
+    pub keys: Option<Arc<KeySet>>,
+    /// When the current keys were fetched (0 for inline).
+    pub fetched_at: Millis,
+    pub next_fetch: Millis,
+    pub in_flight: bool,
+    /// Last fetch forced by an unknown `kid`: at most one per interval, never one per request.
+    pub last_forced: Millis,
+}
+
+/// A fingerprint of a key set's key ids: verified tokens remember it, so that a token checked
+/// against a key that has since been retired is checked again instead of served from cache.
+pub fn fingerprint(keys: Option<&KeySet>) -> u64 {
+    let mut kids: Vec<&str> = keys
+        .map(|k| {
+            k.keys
+                .iter()
+                .map(|j| j.kid.as_deref().unwrap_or(""))
+                .collect()
+        })
+        .unwrap_or_default();
+    kids.sort_unstable();
+    kids.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, k| {
+        k.bytes()
+            .chain([0])
+            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    })
+}
+
+impl Provider {
+    pub fn new(i: usize, c: &ProviderConfig) -> Provider {
+        let algorithms: Vec<Alg> = match &c.algorithms {
+            Some(a) => a.iter().filter_map(|s| Alg::parse(s)).collect(),
+            None => vec![Alg::RS256, Alg::PS256, Alg::ES256, Alg::ES384, Alg::EdDSA],
+        };
+        let (source, keys) = match (&c.jwks.inline, &c.jwks.uri) {
+            (Some(v), _) => (
+                Source::Inline,
+                crate::jwks::parse(v.to_string().as_bytes())
+                    .ok()
+                    .map(Arc::new),
+            ),
+            (None, Some(u)) => {
+                let (authority, path) = crate::config::split_http_uri(u).unwrap_or_default();
+                (
+                    Source::Uri {
+                        cluster: c.jwks.cluster.clone().unwrap_or_default(),
+                        authority,
+                        path,
+                        refresh_ms: c.jwks.refresh_s.saturating_mul(1000),
+                    },
+                    None,
+                )
+            }
+            (None, None) => (Source::SecretOnly, Some(Arc::new(KeySet::default()))),
+        };
+        Provider {
+            name: c.name.clone().unwrap_or_else(|| format!("providers[{i}]")),
+            validation: Validation {
+                issuer: c.issuer.clone(),
+                audiences: c.audiences.clone(),
+                algorithms,
+                clock_skew_s: c.clock_skew_s,
+                max_token_bytes: usize::try_from(c.max_token_bytes).unwrap_or(8192),
+                required_claims: c.required_claims.clone(),
+                groups_claim: c.groups_claim.clone(),
+                hmac_secret: c.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            },
+            source,
+            keys,
+            fetched_at: 0,
+            next_fetch: 0,
+            in_flight: false,
+            last_forced: 0,
+        }
+    }
+
+    fn forced_interval(&self) -> Millis {
+        match &self.source {
+            Source::Uri { refresh_ms, .. } => (*refresh_ms).min(30_000),
+            _ => Millis::MAX,
+        }
+    }
+}
+
+pub fn providers(c: Option<&JwtConfig>) -> Vec<Provider> {
+    c.map(|j| {
+        j.providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Provider::new(i, p))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// What verification said.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Verified by provider `.1`.
+    Valid(Claims, usize),
+    Invalid(JwtError),
+    /// Provider `i` has no keys yet (first fetch pending or failed), or its keys lack the
+    /// token's `kid` and a refetch is allowed now: wait for its key set.
+    Fetch(usize),
+}
+
+/// Tries the allowed providers in order; the first that verifies wins. With `may_fetch`,
+/// a missing key set or an unknown `kid` asks for a fetch (at most one per interval).
+pub fn verify(
+    providers: &mut [Provider],
+    allowed: &[usize],
+    token: &str,
+    now: Millis,
+    may_fetch: bool,
+) -> Outcome {
+    let mut first_err = None;
+    let mut fetch = None;
+    for &i in allowed {
+        let Some(p) = providers.get_mut(i) else {
+            continue;
+        };
+        let uri = matches!(p.source, Source::Uri { .. });
+        let Some(keys) = p.keys.clone() else {
+            if may_fetch && uri {
+                fetch = fetch.or(Some(i));
+            }
+            continue;
+        };
+        match jwt::verify(token, &keys, &p.validation, now / 1000) {
+            Ok(c) => return Outcome::Valid(c, i),
+            Err(e) => {
+                if e == JwtError::UnknownKid
+                    && may_fetch
+                    && uri
+                    && now.saturating_sub(p.last_forced) >= p.forced_interval()
+                {
+                    // The IdP may have rotated its keys: refetch now, once per interval.
+                    p.last_forced = now;
+                    fetch = fetch.or(Some(i));
+                }
+                // Prefer the most specific reason: a signature or claim failure over "not
+                // this provider's key".
+                if first_err.is_none()
+                    || matches!(
+                        first_err,
+                        Some(JwtError::UnknownKid | JwtError::NoMatchingKey)
+                    )
+                {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match (fetch, first_err) {
+        (Some(i), _) => Outcome::Fetch(i),
+        (None, Some(e)) => Outcome::Invalid(e),
+        (None, None) => Outcome::Invalid(JwtError::NoMatchingKey),
+    }
+}
+
+/// What a verified (or introspected) token allows, kept per token until its `exp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub exp_ms: Millis,
+    pub scopes: Vec<String>,
+    pub groups: Vec<String>,
+    /// Identity headers for the upstream.
+    pub identity: Headers,
+    /// For JWTs: the verifying provider and its key-set fingerprint at the time.
+    pub verified_by: Option<(usize, u64)>,
+}
+
+/// Identity headers in a family, from token claims.
+pub fn identity(
+    family: Family,
+    sub: Option<&str>,
+    username: Option<&str>,
+    email: Option<&str>,
+    name: Option<&str>,
+    groups: &[String],
+) -> Headers {
+    let user = username.or(sub);
+    let mut h: Vec<(String, String)> = Vec::new();
+    let mut put = |n: &str, v: Option<&str>| {
+        if let Some(v) = v.filter(|v| !v.is_empty() && !v.contains(['\r', '\n', '\0'])) {
+            h.push((n.to_string(), v.to_string()));
+        }
+    };
+    let joined_pipe = groups.join("|");
+    let joined_comma = groups.join(",");
+    let g = |s: &str| {
+        if groups.is_empty() {
+            None
+        } else {
+            Some(s.to_string())
+        }
+    };
+    match family {
+        // Authentik joins groups with '|' (mode_common.go).
+        Family::Authentik => {
+            put("x-authentik-username", user);
+            put("x-authentik-uid", sub);
+            put("x-authentik-email", email);
+            put("x-authentik-name", name);
+            put("x-authentik-groups", g(&joined_pipe).as_deref());
+        }
+        Family::Authelia => {
+            put("remote-user", user);
+            put("remote-email", email);
+            put("remote-name", name);
+            put("remote-groups", g(&joined_comma).as_deref());
+        }
+        Family::OAuth2Proxy => {
+            put("x-auth-request-user", sub.or(user));
+            put("x-auth-request-preferred-username", username);
+            put("x-auth-request-email", email);
+            put("x-auth-request-groups", g(&joined_comma).as_deref());
+        }
+    }
+    h.into()
+}
+
+impl crate::cache::Fresh for TokenInfo {
+    fn is_fresh(&self, now: Millis) -> bool {
+        now < self.exp_ms
+    }
+}
+
+impl TokenInfo {
+    pub fn from_claims(c: &Claims, family: Family) -> TokenInfo {
+        TokenInfo {
+            exp_ms: c.exp.saturating_mul(1000),
+            identity: identity(
+                family,
+                c.sub.as_deref(),
+                c.preferred_username.as_deref(),
+                c.email.as_deref(),
+                c.name.as_deref(),
+                &c.groups,
+            ),
+            scopes: c.scopes.clone(),
+            groups: c.groups.clone(),
+            verified_by: None,
+        }
+    }
+
+    /// As a cache entry for the cross-worker store: scopes and groups ride along under
+    /// names no header can have (they start with ':').
+    pub fn to_entry(&self, fresh_until: Millis) -> crate::cache::Entry {
+        let mut h: Vec<(String, String)> = self.identity.iter().cloned().collect();
+        h.push((":scopes".into(), self.scopes.join(" ")));
+        h.push((":groups".into(), self.groups.join("\n")));
+        if let Some((p, f)) = self.verified_by {
+            h.push((":verified_by".into(), format!("{p} {f}")));
+        }
+        crate::cache::Entry {
+            kind: crate::cache::Kind::Allow,
+            fresh_until,
+            stale_until: fresh_until,
+            status: 200,
+            headers: h.into(),
+        }
+    }
+
+    pub fn from_entry(e: &crate::cache::Entry) -> TokenInfo {
+        let get = |n: &str| {
+            e.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        TokenInfo {
+            verified_by: get(":verified_by")
+                .split_once(' ')
+                .and_then(|(p, f)| Some((p.parse().ok()?, f.parse().ok()?))),
+            exp_ms: e.fresh_until,
+            scopes: get(":scopes")
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            groups: get(":groups")
+                .split('\n')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            identity: e
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.starts_with(':'))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+}
+
+/// Where the request's token is, if any, and whether it came from Basic.
+pub fn extract<'a>(
+    headers: &'a [(String, String)],
+    query: Option<&'a str>,
+    token_query: Option<&str>,
+    token_cookie: Option<&str>,
+    basic: bool,
+) -> Result<Option<String>, &'static str> {
+    if let Some(auth) = header(headers, "authorization") {
+        let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return if rest.is_empty() || rest.contains(' ') {
+                Err("bearer_malformed")
+            } else {
+                Ok(Some(rest.to_string()))
+            };
+        }
+        if scheme.eq_ignore_ascii_case("basic") && basic {
+            let raw = STANDARD.decode(rest).map_err(|_| "basic_malformed")?;
+            let text = String::from_utf8(raw).map_err(|_| "basic_malformed")?;
+            return match text.split_once(':') {
+                Some((AUTHENTIK_TOKEN_USER, pass)) if !pass.is_empty() => {
+                    Ok(Some(pass.to_string()))
+                }
+                _ => Err("basic_not_a_token"),
+            };
+        }
+        return Err("authorization_scheme");
+    }
+    if let (Some(name), Some(q)) = (token_query, query) {
+        for kv in q.split('&') {
+            if let Some(v) = kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                return Ok(Some(percent_decode(v).ok_or("query_token_malformed")?));
+            }
+        }
+    }
+    if let Some(name) = token_cookie {
+        for (n, v) in headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+        {
+            let _ = n;
+            for kv in v.split(';') {
+                if let Some(t) = kv
+                    .trim()
+                    .strip_prefix(name)
+                    .and_then(|r| r.strip_prefix('='))
+                {
+                    return Ok(Some(t.to_string()));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(if c == b'+' { b' ' } else { c });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn bearer_basic_query_and_cookie_sources() {
+        assert_eq!(
+            extract(
+                &h(&[("authorization", "Bearer abc")]),
+                None,
+                None,
+                None,
+                false
+            ),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            extract(
+                &h(&[("authorization", "bearer  abc ")]),
+                None,
+                None,
+                None,
+                false
+            ),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            extract(&h(&[("authorization", "Bearer")]), None, None, None, false),
+            Err("bearer_malformed")
+        );
+        let basic = format!("Basic {}", STANDARD.encode("goauthentik.io/token:tok123"));
+        assert_eq!(
+            extract(&h(&[("authorization", &basic)]), None, None, None, true),
+            Ok(Some("tok123".into()))
+        );
+        assert_eq!(
+            extract(&h(&[("authorization", &basic)]), None, None, None, false),
+            Err("authorization_scheme")
+        );
+        let other = format!("Basic {}", STANDARD.encode("alice:pw"));
+        assert_eq!(
+            extract(&h(&[("authorization", &other)]), None, None, None, true),
+            Err("basic_not_a_token")
+        );
+        assert_eq!(
+            extract(&[], Some("a=1&apikey=x%2By"), Some("apikey"), None, false),
+            Ok(Some("x+y".into()))
+        );
+        assert_eq!(
+            extract(&[], Some("apikeyx=1"), Some("apikey"), None, false),
+            Ok(None)
+        );
+        assert_eq!(
+            extract(
+                &h(&[("cookie", "a=1; tok=zz")]),
+                None,
+                None,
+                Some("tok"),
+                false
+            ),
+            Ok(Some("zz".into()))
+        );
+        assert_eq!(extract(&[], None, None, None, false), Ok(None));
+    }
+
+    #[test]
+    fn identity_families() {
+        let groups = vec!["admins".to_string(), "users".to_string()];
+        let a = identity(
+            Family::Authentik,
+            Some("u1"),
+            Some("alice"),
+            Some("a@x"),
+            None,
+            &groups,
+        );
+        assert_eq!(
+            a.to_vec(),
+            h(&[
+                ("x-authentik-username", "alice"),
+                ("x-authentik-uid", "u1"),
+                ("x-authentik-email", "a@x"),
+                ("x-authentik-groups", "admins|users")
+            ])
+        );
+        let b = identity(Family::Authelia, Some("u1"), None, None, None, &groups);
+        assert_eq!(
+            b.to_vec(),
+            h(&[("remote-user", "u1"), ("remote-groups", "admins,users")])
+        );
+        let evil = identity(
+            Family::Authentik,
+            Some("u1\r\nx-evil: 1"),
+            None,
+            None,
+            None,
+            &[],
+        );
+        assert!(evil.is_empty(), "values with line breaks are never set");
+    }
+
+    #[test]
+    fn token_info_survives_the_store_format() {
+        let info = TokenInfo {
+            exp_ms: 5000,
+            scopes: vec!["read".into(), "write".into()],
+            groups: vec!["a b".into(), "c".into()],
+            identity: h(&[("x-authentik-uid", "u1")]).into(),
+            verified_by: Some((2, 12345)),
+        };
+        assert_eq!(TokenInfo::from_entry(&info.to_entry(5000)), info);
+    }
+}
