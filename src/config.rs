@@ -129,7 +129,9 @@ fn groups_claim() -> String {
 pub struct JwksConfig {
     #[serde(default)]
     pub inline: Option<serde_json::Value>,
-    /// `http://host[:port]/path` of the key set; fetched through `cluster`.
+    /// `http://host[:port]/path` of the key set; fetched through `cluster`. With only a
+    /// `cluster`, the key set is found through the issuer's
+    /// `/.well-known/openid-configuration` (its `jwks_uri`).
     #[serde(default)]
     pub uri: Option<String>,
     #[serde(default)]
@@ -1036,9 +1038,21 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 format!("{p}.jwks"),
                 "give inline or uri, not both",
             )),
+            (None, None) if j.cluster.is_some() => {
+                // Discovery: the issuer's /.well-known/openid-configuration names jwks_uri.
+                if split_http_uri(&pr.issuer).is_none() {
+                    errs.push(ConfigError::new(
+                        format!("{p}.issuer"),
+                        "discovery (jwks with only a cluster) needs an http(s) issuer URL",
+                    ));
+                }
+                if !(1..=86_400).contains(&j.refresh_s) {
+                    errs.push(ConfigError::new(format!("{p}.jwks.refresh_s"), "must be between 1 and 86400"));
+                }
+            }
             (None, None) if pr.hmac_secret.is_none() => errs.push(ConfigError::new(
                 format!("{p}.jwks"),
-                "give the keys: inline, or uri with cluster",
+                "give the keys: inline, uri with cluster, or only a cluster to discover them from the issuer",
             )),
             (Some(v), None) => {
                 if let Err(e) = crate::jwks::parse(v.to_string().as_bytes()) {

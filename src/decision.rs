@@ -163,6 +163,8 @@ enum Purpose {
     ForwardAuth,
     /// Fetching provider `i`'s key set.
     Jwks(usize),
+    /// Fetching provider `i`'s discovery document to find its key set.
+    Discovery(usize),
     Introspection,
 }
 
@@ -669,6 +671,7 @@ impl Engine {
         match call.purpose {
             Purpose::ForwardAuth => {}
             Purpose::Jwks(i) => return self.on_jwks(call, i, status, body, now, store),
+            Purpose::Discovery(i) => return self.on_discovery(call, i, status, body, now),
             Purpose::Introspection => return self.on_introspection(call, status, body, now, store),
         }
         if let Some(k) = &call.key {
@@ -839,7 +842,9 @@ impl Engine {
         };
         call.members.retain(|m| *m != id);
         // A key-set fetch goes on without waiters: the provider still needs its keys.
-        if call.members.is_empty() && !matches!(call.purpose, Purpose::Jwks(_)) {
+        if call.members.is_empty()
+            && !matches!(call.purpose, Purpose::Jwks(_) | Purpose::Discovery(_))
+        {
             if let Some(call) = self.calls.remove(&p.call) {
                 if let Some(k) = call.key {
                     if self.by_key.get(&k) == Some(&p.call) {
@@ -963,5 +968,7 @@ fn is_browser(method: &str, headers: &[(String, String)]) -> bool {
 }
 
 mod api;
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod tests;

@@ -18,11 +18,15 @@ pub const AUTHENTIK_TOKEN_USER: &str = "goauthentik.io/token";
 #[derive(Debug, Clone)]
 pub enum Source {
     Inline,
+    /// Fetched through `cluster`. `path` is empty until discovery has found it.
     Uri {
         cluster: String,
         authority: String,
         path: String,
         refresh_ms: Millis,
+        /// Authority and path of the issuer's discovery document, when the key set's
+        /// location is to be found there.
+        discovery: Option<(String, String)>,
     },
     /// HS* only: the shared secret is the key.
     SecretOnly,
@@ -82,10 +86,25 @@ impl Provider {
                         authority,
                         path,
                         refresh_ms: c.jwks.refresh_s.saturating_mul(1000),
+                        discovery: None,
                     },
                     None,
                 )
             }
+            (None, None) if c.jwks.cluster.is_some() => (
+                Source::Uri {
+                    cluster: c.jwks.cluster.clone().unwrap_or_default(),
+                    authority: String::new(),
+                    path: String::new(),
+                    refresh_ms: c.jwks.refresh_s.saturating_mul(1000),
+                    // OpenID Connect Discovery 1.0 §4: issuer + "/.well-known/openid-configuration".
+                    discovery: crate::config::split_http_uri(&format!(
+                        "{}/.well-known/openid-configuration",
+                        c.issuer.trim_end_matches('/')
+                    )),
+                },
+                None,
+            ),
             (None, None) => (Source::SecretOnly, Some(Arc::new(KeySet::default()))),
         };
         Provider {

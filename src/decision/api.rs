@@ -597,18 +597,38 @@ impl Engine {
         if let Some((id, _)) = self
             .calls
             .iter()
-            .find(|(_, c)| c.purpose == Purpose::Jwks(i))
+            .find(|(_, c)| c.purpose == Purpose::Jwks(i) || c.purpose == Purpose::Discovery(i))
         {
             return *id;
         }
-        let (cluster, authority, path) = match self.api.providers.get(i).map(|p| &p.source) {
+        let (cluster, authority, path, purpose) = match self.api.providers.get(i).map(|p| &p.source)
+        {
             Some(Source::Uri {
                 cluster,
                 authority,
                 path,
+                discovery,
                 ..
-            }) => (cluster.clone(), authority.clone(), path.clone()),
-            _ => (String::new(), String::new(), String::new()),
+            }) => match discovery {
+                Some((da, dp)) if path.is_empty() => (
+                    cluster.clone(),
+                    da.clone(),
+                    dp.clone(),
+                    Purpose::Discovery(i),
+                ),
+                _ => (
+                    cluster.clone(),
+                    authority.clone(),
+                    path.clone(),
+                    Purpose::Jwks(i),
+                ),
+            },
+            _ => (
+                String::new(),
+                String::new(),
+                String::new(),
+                Purpose::Jwks(i),
+            ),
         };
         if let Some(p) = self.api.providers.get_mut(i) {
             p.in_flight = true;
@@ -638,10 +658,68 @@ impl Engine {
                 driver: Driver::Orphaned,
                 callout,
                 started: now,
-                purpose: Purpose::Jwks(i),
+                purpose,
             },
         );
         id
+    }
+
+    /// The issuer's discovery document names the key set: remember where, and fetch it
+    /// at once for whoever waits.
+    pub(super) fn on_discovery(
+        &mut self,
+        call: Call,
+        i: usize,
+        status: u16,
+        body: &[u8],
+        now: Millis,
+    ) -> Vec<(ReqId, Step)> {
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            jwks_uri: Option<String>,
+        }
+        let found = (status == 200)
+            .then(|| serde_json::from_slice::<Discovery>(body).ok())
+            .flatten()
+            .and_then(|d| d.jwks_uri)
+            .and_then(|u| crate::config::split_http_uri(&u));
+        let Some(p) = self.api.providers.get_mut(i) else {
+            return Vec::new();
+        };
+        p.in_flight = false;
+        match (found, &mut p.source) {
+            (
+                Some((a, pth)),
+                Source::Uri {
+                    authority, path, ..
+                },
+            ) => {
+                *authority = a;
+                *path = pth;
+                let cid = self.jwks_call(i, now);
+                if let Some(c) = self.calls.get_mut(&cid) {
+                    c.members.extend(call.members.iter().copied());
+                }
+                for m in &call.members {
+                    if let Some(pd) = self.pending.get_mut(m) {
+                        pd.call = cid;
+                    }
+                }
+                Vec::new()
+            }
+            _ => {
+                self.counters.callout_errors += 1;
+                p.next_fetch = now.saturating_add(5000);
+                let mut out = Vec::new();
+                for m in call.members {
+                    if self.pending.remove(&m).is_some() {
+                        self.counters.unavailable += 1;
+                        out.push((m, unavailable("jwks_discovery_failed")));
+                    }
+                }
+                out
+            }
+        }
     }
 
     pub(super) fn on_jwks(
