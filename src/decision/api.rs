@@ -7,6 +7,7 @@ use crate::config::{
     Accept, Family, GroupsMatch, IntrospectionAuth, IntrospectionConfig, ScopesMatch,
 };
 use crate::idp::introspection::{self, ClientAuth};
+use crate::jwt::JwtError;
 use crate::net::{self, Cidr};
 use crate::tokens::{self, Outcome, Provider, Source, TokenInfo};
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub(super) struct Api {
 }
 
 const TOKEN_PREFIX: &[u8] = b"token\0";
+/// How long a token that failed verification is answered 401 from the cache.
+const INVALID_JWT_TTL_MS: Millis = 5_000;
 
 impl Api {
     pub(super) fn new(cfg: &Config) -> Result<Api, Vec<ConfigError>> {
@@ -299,6 +302,24 @@ impl Engine {
                     return Step::Wait;
                 }
                 Outcome::Invalid(e) if !rule.introspection => {
+                    // Remember a bad token briefly: each one otherwise costs a signature
+                    // check, which a client could repeat at will.
+                    // Not for an unknown key: the key set may change any moment.
+                    let until = if matches!(e, JwtError::UnknownKid | JwtError::NoMatchingKey) {
+                        now
+                    } else {
+                        now.saturating_add(INVALID_JWT_TTL_MS)
+                    };
+                    let e_deny = Entry {
+                        kind: Kind::Deny,
+                        fresh_until: until,
+                        stale_until: until,
+                        status: 401,
+                        headers: Headers::default(),
+                    };
+                    if until > now {
+                        store.set(&slot, &e_deny.encode(&digest));
+                    }
                     self.counters.denied += 1;
                     return challenge(401, Some("invalid_token"), jwt_reason(e));
                 }

@@ -268,3 +268,26 @@ fn introspection_is_coalesced_cached_and_remembers_inactive_tokens() {
         Step::Call(_)
     ));
 }
+
+#[test]
+fn a_bad_token_is_remembered_briefly_instead_of_verified_again() {
+    let mut e = Engine::from_json(&cfg(json!({"inline": {"keys": [p256_jwk("k1")]}}))).unwrap();
+    let mut s = MemStore::default();
+    let mut tok = es256("k1", "read");
+    tok.push('A'); // breaks the signature
+    assert_eq!(
+        status(&decide(&mut e, &mut s, 1, &req("/read/x", &tok), T0)),
+        401
+    );
+    let Step::Respond(r) = decide(&mut e, &mut s, 2, &req("/read/x", &tok), T0 + 1000) else {
+        panic!()
+    };
+    assert_eq!((r.status, r.reason), (401, "token_inactive_cached"));
+    let Step::Respond(r) = decide(&mut e, &mut s, 3, &req("/read/x", &tok), T0 + 6000) else {
+        panic!()
+    };
+    assert_ne!(
+        r.reason, "token_inactive_cached",
+        "verified again after the TTL"
+    );
+}
