@@ -514,7 +514,9 @@ impl Engine {
         };
         let mut out = Vec::new();
         match answer {
-            Some(Ok(i)) if i.active && i.exp.is_none_or(|e| e.saturating_mul(1000) > now) => {
+            Some(Ok(i))
+                if i.active && !i.bound && i.exp.is_none_or(|e| e.saturating_mul(1000) > now) =>
+            {
                 let info = TokenInfo {
                     exp_ms: i.exp.map_or(u64::MAX, |e| e.saturating_mul(1000)),
                     identity: tokens::identity(

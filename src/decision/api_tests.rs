@@ -291,3 +291,19 @@ fn a_bad_token_is_remembered_briefly_instead_of_verified_again() {
         "verified again after the TTL"
     );
 }
+
+#[test]
+fn sender_constrained_tokens_are_refused() {
+    let mut e = Engine::from_json(&cfg(json!({"inline": {"keys": [p256_jwk("k1")]}}))).unwrap();
+    let mut s = MemStore::default();
+    let Step::Call(c) = decide(&mut e, &mut s, 1, &req("/opaque/x", "dpop-bound"), T0) else {
+        panic!()
+    };
+    let ans = br#"{"active":true,"sub":"u1","cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}"#;
+    let steps = e.on_callout_body(c.id, 200, &[], ans, T0, &mut s);
+    assert_eq!(
+        status(&steps[0].1),
+        401,
+        "no proof of possession is checked, so no pass"
+    );
+}

@@ -108,6 +108,9 @@ pub struct Introspected {
     pub iss: Option<String>,
     /// `aud`, a string or an array of strings.
     pub aud: Vec<String>,
+    /// The token is sender-constrained (`cnf`, RFC 8705 / RFC 9449): its holder must prove
+    /// possession of a key, which Barbican does not check — such a token is refused.
+    pub bound: bool,
 }
 
 impl Introspected {
@@ -124,6 +127,7 @@ impl Introspected {
             exp: None,
             iss: None,
             aud: Vec::new(),
+            bound: false,
         }
     }
 }
@@ -230,6 +234,7 @@ impl std::error::Error for IntrospectionError {}
 /// Top-level members Barbican reads. A repeat of any of these is reported by name.
 const READ: &[&str] = &[
     "active",
+    "cnf",
     "sub",
     "username",
     "preferred_username",
@@ -296,7 +301,9 @@ pub fn parse(
         take("iss")?,
         take("scope")?,
     );
+    let bound = !matches!(read.remove("cnf"), None | Some(Value::Null));
     Ok(Introspected {
+        bound,
         active,
         sub,
         username,
@@ -623,6 +630,7 @@ mod tests {
                 exp: Some(1_767_225_600),
                 iss: Some("https://authentik.lan/application/o/sonarr/".into()),
                 aud: vec!["Xk3pQ9sT2vW8yZ1aB4cD6eF7gH0jK5mN".into()],
+                bound: false,
             }
         );
     }
