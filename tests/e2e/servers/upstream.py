@@ -37,6 +37,9 @@ LOCK = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY, Nagle plus the peer's
+    # delayed ACK stall every response by ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "barbican-test-upstream"
     sys_version = ""
 
