@@ -114,6 +114,11 @@ pub struct ProviderConfig {
     /// A shared secret for HS256/384/512 (at least 32 bytes).
     #[serde(default)]
     pub hmac_secret: Option<String>,
+    /// Extra upstream headers from claims: header name → claim name (strings as they are,
+    /// numbers and booleans as text, string arrays joined with ','). Client-sent copies of
+    /// these headers are stripped like every identity header.
+    #[serde(default)]
+    pub claim_headers: std::collections::BTreeMap<String, String>,
 }
 
 fn d60() -> u64 {
@@ -1019,6 +1024,20 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 errs.push(ConfigError::new(format!("{p}.hmac_secret"), "must be at least 32 bytes"))
             }
             _ => {}
+        }
+        for (h, claim) in &pr.claim_headers {
+            if !is_token(h) || h.starts_with(':') {
+                errs.push(ConfigError::new(
+                    format!("{p}.claim_headers"),
+                    format!("{h:?} is not a valid header name"),
+                ));
+            }
+            if claim.is_empty() {
+                errs.push(ConfigError::new(
+                    format!("{p}.claim_headers.{h}"),
+                    "must name a claim",
+                ));
+            }
         }
         if pr.clock_skew_s > 600 {
             errs.push(ConfigError::new(

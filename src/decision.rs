@@ -230,9 +230,15 @@ impl Engine {
         Ok(Engine {
             routes,
             default_policy: cfg.default_policy,
+            // Headers mapped from claims are identity too: a client must not send them.
             strip_extra: cfg
                 .strip_headers
                 .iter()
+                .chain(
+                    cfg.jwt
+                        .iter()
+                        .flat_map(|j| j.providers.iter().flat_map(|p| p.claim_headers.keys())),
+                )
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
             limits: cfg.limits.clone(),

@@ -120,6 +120,8 @@ pub struct Validation {
     pub groups_claim: String,
     /// Only with a configured shared secret may HS* tokens be accepted.
     pub hmac_secret: Option<Vec<u8>>,
+    /// Lower-case header name → claim name, copied into [`Claims::extra`].
+    pub claim_headers: Vec<(String, String)>,
 }
 
 /// The verified claims Barbican uses.
@@ -133,6 +135,8 @@ pub struct Claims {
     pub exp: u64,
     pub scopes: Vec<String>,
     pub groups: Vec<String>,
+    /// Headers from [`Validation::claim_headers`].
+    pub extra: Vec<(String, String)>,
 }
 
 /// Verifies `token` and returns its claims.
@@ -412,6 +416,25 @@ fn check_claims(c: &Map<String, Value>, v: &Validation, now: u64) -> Result<Clai
         exp,
         scopes,
         groups: strings(c.get(&v.groups_claim), false),
+        extra: v
+            .claim_headers
+            .iter()
+            .filter_map(|(h, claim)| {
+                let text = match c.get(claim)? {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Array(a) if a.iter().all(Value::is_string) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => return None,
+                };
+                // Never a header value that could split the request.
+                (!text.is_empty() && !text.contains(['\r', '\n', '\0'])).then(|| (h.clone(), text))
+            })
+            .collect(),
     })
 }
 

@@ -118,6 +118,11 @@ impl Provider {
                 required_claims: c.required_claims.clone(),
                 groups_claim: c.groups_claim.clone(),
                 hmac_secret: c.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+                claim_headers: c
+                    .claim_headers
+                    .iter()
+                    .map(|(h, claim)| (h.to_ascii_lowercase(), claim.clone()))
+                    .collect(),
             },
             source,
             keys,
@@ -282,16 +287,23 @@ impl crate::cache::Fresh for TokenInfo {
 
 impl TokenInfo {
     pub fn from_claims(c: &Claims, family: Family) -> TokenInfo {
+        let base = identity(
+            family,
+            c.sub.as_deref(),
+            c.preferred_username.as_deref(),
+            c.email.as_deref(),
+            c.name.as_deref(),
+            &c.groups,
+        );
+        let mut all: Vec<(String, String)> = base.iter().cloned().collect();
+        for (h, v) in &c.extra {
+            // A mapping replaces a family header of the same name.
+            all.retain(|(n, _)| n != h);
+            all.push((h.clone(), v.clone()));
+        }
         TokenInfo {
             exp_ms: c.exp.saturating_mul(1000),
-            identity: identity(
-                family,
-                c.sub.as_deref(),
-                c.preferred_username.as_deref(),
-                c.email.as_deref(),
-                c.name.as_deref(),
-                &c.groups,
-            ),
+            identity: all.into(),
             scopes: c.scopes.clone(),
             groups: c.groups.clone(),
             verified_by: None,

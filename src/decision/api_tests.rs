@@ -307,3 +307,28 @@ fn sender_constrained_tokens_are_refused() {
         "no proof of possession is checked, so no pass"
     );
 }
+
+#[test]
+fn claim_headers_are_set_and_their_client_copies_stripped() {
+    let cfg = serde_json::to_vec(&json!({
+        "jwt": {"providers": [{"issuer": ISS, "audiences": ["api"], "jwks": {"inline": {"keys": [p256_jwk("k1")]}},
+                               "claim_headers": {"X-Scope": "scope"}}]},
+        "routes": [{"match": {"path_prefix": "/read/"}, "policy": "api"}]
+    }))
+    .unwrap();
+    let mut e = Engine::from_json(&cfg).unwrap();
+    let mut s = MemStore::default();
+    let mut h = req("/read/x", &es256("k1", "read write"));
+    h.push(("x-scope".into(), "admin".into()));
+    let Step::Allow(a) = decide(&mut e, &mut s, 1, &h, T0) else {
+        panic!()
+    };
+    assert_eq!(a.remove, vec!["x-scope".to_string()]);
+    assert!(
+        a.set
+            .iter()
+            .any(|(n, v)| n == "x-scope" && v == "read write"),
+        "{:?}",
+        a.set
+    );
+}

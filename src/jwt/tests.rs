@@ -19,6 +19,10 @@ fn validation() -> Validation {
         required_claims: vec!["sub".into()],
         groups_claim: "groups".into(),
         hmac_secret: None,
+        claim_headers: vec![
+            ("x-tenant".into(), "tenant".into()),
+            ("x-roles".into(), "roles".into()),
+        ],
     }
 }
 
@@ -425,4 +429,22 @@ fn times_beyond_64_bits_and_mixed_audiences_are_malformed() {
         check(&token("ES256", "p256", &c)),
         Err(JwtError::BadPayload)
     );
+}
+
+#[test]
+fn mapped_claims_become_headers_without_line_breaks() {
+    let mut c = claims();
+    c["tenant"] = json!("acme");
+    c["roles"] = json!(["a", "b"]);
+    let got = check(&token("ES256", "p256", &c)).unwrap();
+    assert_eq!(
+        got.extra,
+        vec![
+            ("x-tenant".to_string(), "acme".to_string()),
+            ("x-roles".to_string(), "a,b".to_string())
+        ]
+    );
+    c["tenant"] = json!("acme\r\nx-evil: 1");
+    c["roles"] = json!({"not": "a list"});
+    assert!(check(&token("ES256", "p256", &c)).unwrap().extra.is_empty());
 }
