@@ -474,22 +474,21 @@ impl Engine {
         let callout_headers = fa.build(&original);
         let cluster = fa.cluster.clone();
         let timeout_ms = fa.timeout_ms;
+        let mut pending = Pending {
+            call: 0,
+            remove,
+            path,
+            browser,
+            route,
+            stale,
+            callout: callout_headers.clone(),
+            token: None,
+        };
         if let Some(cid) = key.as_deref().and_then(|k| self.by_key.get(k)).copied() {
             if let Some(call) = self.calls.get_mut(&cid) {
                 call.members.push(req.id);
-                self.pending.insert(
-                    req.id,
-                    Pending {
-                        call: cid,
-                        remove,
-                        path,
-                        browser,
-                        route,
-                        stale,
-                        callout: callout_headers,
-                        token: None,
-                    },
-                );
+                pending.call = cid;
+                self.pending.insert(req.id, pending);
                 self.counters.coalesced += 1;
                 return Step::Wait;
             }
@@ -519,19 +518,8 @@ impl Engine {
                 purpose: Purpose::ForwardAuth,
             },
         );
-        self.pending.insert(
-            req.id,
-            Pending {
-                call: id,
-                remove,
-                path,
-                browser,
-                route,
-                stale,
-                callout: callout_headers,
-                token: None,
-            },
-        );
+        pending.call = id;
+        self.pending.insert(req.id, pending);
         self.counters.callouts += 1;
         Step::Call(callout)
     }
