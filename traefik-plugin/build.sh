@@ -15,7 +15,7 @@ root="$(dirname "$here")"
 target=wasm32-wasip1
 wasm_opt="${WASM_OPT:-$root/.build/node_modules/.bin/wasm-opt}"
 out="$root/dist/traefik/plugins-local/src/barbican"
-built="$here/target/$target/release/barbican-traefik.wasm"
+built="${CARGO_TARGET_DIR:-$here/target}/$target/release/barbican-traefik.wasm"
 
 if [[ ! -x "$wasm_opt" ]]; then
   echo "build.sh: no wasm-opt at $wasm_opt (binaryen >= 132: make deps-node)" >&2
