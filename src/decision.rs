@@ -896,8 +896,10 @@ impl Engine {
 
 /// SHA-256 of key material: the shared store's name for a decision.
 fn sha(material: &[u8]) -> Key {
-    use sha2::Digest;
-    sha2::Sha256::digest(material).into()
+    let d = ring::digest::digest(&ring::digest::SHA256, material);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref().get(..32).unwrap_or(&[0; 32]));
+    out
 }
 
 /// Whether an answer given for one request may serve another that waited on the same

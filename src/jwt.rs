@@ -12,7 +12,6 @@ use base64::Engine as _;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256, Sha384, Sha512};
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -238,75 +237,47 @@ struct Header {
 }
 
 fn signature_ok(alg: Alg, key: &KeyMaterial, signed: &[u8], sig: &[u8]) -> bool {
-    use rsa::{Pkcs1v15Sign, Pss};
+    use ring::signature as rs;
+    let rsa = |params: &'static rs::RsaParameters, n: &Vec<u8>, e: &Vec<u8>| {
+        rs::RsaPublicKeyComponents { n, e }
+            .verify(params, signed, sig)
+            .is_ok()
+    };
     match (key, alg) {
-        (KeyMaterial::Rsa(k), Alg::RS256) => k
-            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(signed), sig)
-            .is_ok(),
-        (KeyMaterial::Rsa(k), Alg::RS384) => k
-            .verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(signed), sig)
-            .is_ok(),
-        (KeyMaterial::Rsa(k), Alg::RS512) => k
-            .verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(signed), sig)
-            .is_ok(),
-        (KeyMaterial::Rsa(k), Alg::PS256) => k
-            .verify(Pss::<Sha256>::new(), &Sha256::digest(signed), sig)
-            .is_ok(),
-        (KeyMaterial::Rsa(k), Alg::PS384) => k
-            .verify(Pss::<Sha384>::new(), &Sha384::digest(signed), sig)
-            .is_ok(),
-        (KeyMaterial::Rsa(k), Alg::PS512) => k
-            .verify(Pss::<Sha512>::new(), &Sha512::digest(signed), sig)
-            .is_ok(),
-        (KeyMaterial::P256(k), Alg::ES256) => {
-            use p256::ecdsa::signature::Verifier;
-            p256::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(signed, &s).is_ok())
-        }
-        (KeyMaterial::P384(k), Alg::ES384) => {
-            use p384::ecdsa::signature::Verifier;
-            p384::ecdsa::Signature::from_slice(sig).is_ok_and(|s| k.verify(signed, &s).is_ok())
-        }
-        (KeyMaterial::Ed25519(k), Alg::EdDSA) => {
-            let Ok(bytes) = <[u8; 64]>::try_from(sig) else {
-                return false;
-            };
-            k.verify_strict(signed, &ed25519_dalek::Signature::from_bytes(&bytes))
+        (KeyMaterial::Rsa { n, e }, Alg::RS256) => rsa(&rs::RSA_PKCS1_2048_8192_SHA256, n, e),
+        (KeyMaterial::Rsa { n, e }, Alg::RS384) => rsa(&rs::RSA_PKCS1_2048_8192_SHA384, n, e),
+        (KeyMaterial::Rsa { n, e }, Alg::RS512) => rsa(&rs::RSA_PKCS1_2048_8192_SHA512, n, e),
+        (KeyMaterial::Rsa { n, e }, Alg::PS256) => rsa(&rs::RSA_PSS_2048_8192_SHA256, n, e),
+        (KeyMaterial::Rsa { n, e }, Alg::PS384) => rsa(&rs::RSA_PSS_2048_8192_SHA384, n, e),
+        (KeyMaterial::Rsa { n, e }, Alg::PS512) => rsa(&rs::RSA_PSS_2048_8192_SHA512, n, e),
+        // JWS ECDSA signatures are r || s (RFC 7518 §3.4): ring's "FIXED" encoding.
+        (KeyMaterial::P256(p), Alg::ES256) => {
+            rs::UnparsedPublicKey::new(&rs::ECDSA_P256_SHA256_FIXED, p)
+                .verify(signed, sig)
                 .is_ok()
         }
+        (KeyMaterial::P384(p), Alg::ES384) => {
+            rs::UnparsedPublicKey::new(&rs::ECDSA_P384_SHA384_FIXED, p)
+                .verify(signed, sig)
+                .is_ok()
+        }
+        (KeyMaterial::Ed25519(k), Alg::EdDSA) => rs::UnparsedPublicKey::new(&rs::ED25519, k)
+            .verify(signed, sig)
+            .is_ok(),
         _ => false,
     }
 }
 
+/// HS256/384/512 against the configured secret; ring compares in constant time.
 fn hmac_ok(alg: Alg, secret: &[u8], signed: &[u8], sig: &[u8]) -> bool {
-    let mac: Vec<u8> = match alg {
-        Alg::HS256 => hmac::<Sha256>(secret, signed, 64),
-        Alg::HS384 => hmac::<Sha384>(secret, signed, 128),
-        Alg::HS512 => hmac::<Sha512>(secret, signed, 128),
+    use ring::hmac;
+    let algorithm = match alg {
+        Alg::HS256 => hmac::HMAC_SHA256,
+        Alg::HS384 => hmac::HMAC_SHA384,
+        Alg::HS512 => hmac::HMAC_SHA512,
         _ => return false,
     };
-    constant_time_eq(&mac, sig)
-}
-
-/// RFC 2104 over a sha2 digest (block size in bytes).
-fn hmac<D: Digest>(key: &[u8], msg: &[u8], block: usize) -> Vec<u8> {
-    let mut k = if key.len() > block {
-        D::digest(key).to_vec()
-    } else {
-        key.to_vec()
-    };
-    k.resize(block, 0);
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = D::new().chain_update(&ipad).chain_update(msg).finalize();
-    D::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    hmac::verify(&hmac::Key::new(algorithm, secret), signed, sig).is_ok()
 }
 
 /// A JSON object whose top-level keys must be unique: a payload with two `sub` or two `exp`
