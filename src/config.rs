@@ -673,18 +673,18 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
             errs.push(ConfigError::new(format!("trusted_proxies[{i}]"), e));
         }
     }
-    if !(256..=65_536).contains(&cfg.limits.max_path_bytes) {
-        errs.push(ConfigError::new(
-            "limits.max_path_bytes",
-            "must be between 256 and 65536",
-        ));
-    }
-    if !(1024..=262_144).contains(&cfg.limits.max_credential_bytes) {
-        errs.push(ConfigError::new(
-            "limits.max_credential_bytes",
-            "must be between 1024 and 262144",
-        ));
-    }
+    range(
+        &mut errs,
+        "limits.max_path_bytes",
+        cfg.limits.max_path_bytes,
+        256..=65_536,
+    );
+    range(
+        &mut errs,
+        "limits.max_credential_bytes",
+        cfg.limits.max_credential_bytes,
+        1024..=262_144,
+    );
     errs
 }
 
@@ -711,12 +711,7 @@ fn validate_session(s: &SessionConfig, errs: &mut Vec<ConfigError>) {
                 "must name the IdP's cluster",
             ));
         }
-        if !(1..=60_000).contains(&fa.timeout_ms) {
-            errs.push(ConfigError::new(
-                format!("{p}.timeout_ms"),
-                "must be between 1 and 60000",
-            ));
-        }
+        range(errs, format!("{p}.timeout_ms"), fa.timeout_ms, 1..=60_000);
         if let Some(a) = &fa.authority {
             if a.is_empty() || a.bytes().any(|b| b <= b' ' || b == b'/' || b >= 0x7f) {
                 errs.push(ConfigError::new(
@@ -813,48 +808,38 @@ fn validate_session(s: &SessionConfig, errs: &mut Vec<ConfigError>) {
     }
     let c = &s.cache;
     let p = "session.cache";
-    if c.ttl_s == 0 || c.ttl_s > 86_400 {
-        errs.push(ConfigError::new(
-            format!("{p}.ttl_s"),
-            "must be between 1 and 86400",
-        ));
-    }
-    if c.negative_ttl_s > 3600 {
-        errs.push(ConfigError::new(
-            format!("{p}.negative_ttl_s"),
-            "must be at most 3600",
-        ));
-    }
-    if c.stale_grace_s > 86_400 {
-        errs.push(ConfigError::new(
-            format!("{p}.stale_grace_s"),
-            "must be at most 86400",
-        ));
-    }
-    if c.max_entries == 0 || c.max_entries > 10_000_000 {
-        errs.push(ConfigError::new(
-            format!("{p}.max_entries"),
-            "must be between 1 and 10000000",
-        ));
-    }
+    range(errs, format!("{p}.ttl_s"), c.ttl_s, 1..=86_400);
+    range(
+        errs,
+        format!("{p}.negative_ttl_s"),
+        c.negative_ttl_s,
+        0..=3600,
+    );
+    range(
+        errs,
+        format!("{p}.stale_grace_s"),
+        c.stale_grace_s,
+        0..=86_400,
+    );
+    range(
+        errs,
+        format!("{p}.max_entries"),
+        c.max_entries,
+        1..=10_000_000,
+    );
     if c.local_max_entries > 1_000_000 {
         errs.push(ConfigError::new(
             format!("{p}.local_max_entries"),
             "must be at most 1000000 (0 turns the per-worker cache off)",
         ));
     }
-    if c.local_ttl_s > 300 {
-        errs.push(ConfigError::new(
-            format!("{p}.local_ttl_s"),
-            "must be at most 300",
-        ));
-    }
-    if !(1024..=1_048_576).contains(&c.max_entry_bytes) {
-        errs.push(ConfigError::new(
-            format!("{p}.max_entry_bytes"),
-            "must be between 1024 and 1048576",
-        ));
-    }
+    range(errs, format!("{p}.local_ttl_s"), c.local_ttl_s, 0..=300);
+    range(
+        errs,
+        format!("{p}.max_entry_bytes"),
+        c.max_entry_bytes,
+        1024..=1_048_576,
+    );
 }
 
 fn validate_route(p: &str, r: &RouteConfig, has_session: bool, errs: &mut Vec<ConfigError>) {
@@ -1039,18 +1024,13 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 ));
             }
         }
-        if pr.clock_skew_s > 600 {
-            errs.push(ConfigError::new(
-                format!("{p}.clock_skew_s"),
-                "must be at most 600",
-            ));
-        }
-        if !(256..=65_536).contains(&pr.max_token_bytes) {
-            errs.push(ConfigError::new(
-                format!("{p}.max_token_bytes"),
-                "must be between 256 and 65536",
-            ));
-        }
+        range(errs, format!("{p}.clock_skew_s"), pr.clock_skew_s, 0..=600);
+        range(
+            errs,
+            format!("{p}.max_token_bytes"),
+            pr.max_token_bytes,
+            256..=65_536,
+        );
         let j = &pr.jwks;
         match (&j.inline, &j.uri) {
             (Some(_), Some(_)) => errs.push(ConfigError::new(
@@ -1065,9 +1045,7 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                         "discovery (jwks with only a cluster) needs an http(s) issuer URL",
                     ));
                 }
-                if !(1..=86_400).contains(&j.refresh_s) {
-                    errs.push(ConfigError::new(format!("{p}.jwks.refresh_s"), "must be between 1 and 86400"));
-                }
+                range(errs, format!("{p}.jwks.refresh_s"), j.refresh_s, 1..=86_400);
             }
             (None, None) if pr.hmac_secret.is_none() => errs.push(ConfigError::new(
                 format!("{p}.jwks"),
@@ -1091,12 +1069,7 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                         "required with uri: the cluster that reaches it",
                     ));
                 }
-                if !(1..=86_400).contains(&j.refresh_s) {
-                    errs.push(ConfigError::new(
-                        format!("{p}.jwks.refresh_s"),
-                        "must be between 1 and 86400",
-                    ));
-                }
+                range(errs, format!("{p}.jwks.refresh_s"), j.refresh_s, 1..=86_400);
             }
             _ => {}
         }
@@ -1118,12 +1091,7 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 "must not be empty",
             ));
         }
-        if !(1..=60_000).contains(&i.timeout_ms) {
-            errs.push(ConfigError::new(
-                format!("{p}.timeout_ms"),
-                "must be between 1 and 60000",
-            ));
-        }
+        range(errs, format!("{p}.timeout_ms"), i.timeout_ms, 1..=60_000);
         if i.ttl_s > 3600 || i.negative_ttl_s > 3600 {
             errs.push(ConfigError::new(
                 format!("{p}.ttl_s"),
@@ -1190,6 +1158,24 @@ pub(crate) fn split_http_uri(u: &str) -> Option<(String, String)> {
         return None;
     }
     Some((authority.to_string(), path.to_string()))
+}
+
+/// A numeric field outside `r` is a problem: "must be between A and B", or "must be at most
+/// B" when anything from 0 is fine.
+fn range(
+    errs: &mut Vec<ConfigError>,
+    path: impl Into<String>,
+    v: u64,
+    r: std::ops::RangeInclusive<u64>,
+) {
+    if !r.contains(&v) {
+        let problem = if *r.start() == 0 {
+            format!("must be at most {}", r.end())
+        } else {
+            format!("must be between {} and {}", r.start(), r.end())
+        };
+        errs.push(ConfigError::new(path, problem));
+    }
 }
 
 /// RFC 9110 token characters: what a header name or method may contain.
@@ -1315,6 +1301,24 @@ mod tests {
     fn oidc_mode_is_refused_for_now() {
         let e = errs(r#"{"session":{"mode":"oidc"}}"#);
         assert!(e[0].starts_with("session.mode:"), "{e:?}");
+    }
+
+    #[test]
+    fn numeric_bounds_name_the_field_and_the_range() {
+        let e = errs(
+            r#"{"session":{"mode":"forward_auth","forward_auth":{"dialect":"authentik","cluster":"c","timeout_ms":0},
+                 "cache":{"ttl_s":0,"negative_ttl_s":4000,"max_entries":0}},
+                "limits":{"max_path_bytes":1}}"#,
+        );
+        for want in [
+            "session.forward_auth.timeout_ms: must be between 1 and 60000",
+            "session.cache.ttl_s: must be between 1 and 86400",
+            "session.cache.negative_ttl_s: must be at most 3600",
+            "session.cache.max_entries: must be between 1 and 10000000",
+            "limits.max_path_bytes: must be between 256 and 65536",
+        ] {
+            assert!(e.iter().any(|x| x == want), "{want} not in {e:?}");
+        }
     }
 
     #[test]
