@@ -30,8 +30,9 @@ pub(super) struct ApiRule {
 #[derive(Debug)]
 pub(super) struct Api {
     /// By route index; `None` for non-api routes. The last one is for the default policy.
-    rules: Vec<Option<ApiRule>>,
-    default_rule: ApiRule,
+    /// Shared so that a request holds its rule without copying it.
+    rules: Vec<Option<Arc<ApiRule>>>,
+    default_rule: Arc<ApiRule>,
     pub(super) providers: Vec<Provider>,
     introspection: Option<IntrospectionConfig>,
     trusted: Vec<Cidr>,
@@ -41,6 +42,14 @@ pub(super) struct Api {
 }
 
 const TOKEN_PREFIX: &[u8] = b"token\0";
+
+/// The cache key material of a bearer token (apart from session keys by its prefix).
+fn token_material(token: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(TOKEN_PREFIX.len() + token.len());
+    m.extend_from_slice(TOKEN_PREFIX);
+    m.extend_from_slice(token.as_bytes());
+    m
+}
 /// How long a token that failed verification is answered 401 from the cache.
 const INVALID_JWT_TTL_MS: Millis = 5_000;
 
@@ -81,7 +90,7 @@ impl Api {
         let rules = cfg
             .routes
             .iter()
-            .map(|r| (r.policy == Policy::Api).then(|| compile(Some(r))))
+            .map(|r| (r.policy == Policy::Api).then(|| Arc::new(compile(Some(r)))))
             .collect();
         let family = cfg.identity_headers.unwrap_or_else(|| {
             match cfg
@@ -101,7 +110,7 @@ impl Api {
             .map_or(1024, |s| s.cache.local_max_entries);
         Ok(Api {
             rules,
-            default_rule: compile(None),
+            default_rule: Arc::new(compile(None)),
             providers,
             introspection: cfg.introspection.clone(),
             trusted: cfg
@@ -133,7 +142,7 @@ impl Api {
         }
     }
 
-    fn rule(&self, route: Option<usize>) -> &ApiRule {
+    fn rule(&self, route: Option<usize>) -> &Arc<ApiRule> {
         route
             .and_then(|i| self.rules.get(i))
             .and_then(Option::as_ref)
@@ -187,7 +196,7 @@ impl Engine {
     ) -> Step {
         let headers = req.headers;
         let method = header(headers, ":method").unwrap_or("GET");
-        let rule = self.api.rule(route).clone();
+        let rule = Arc::clone(self.api.rule(route));
         if route
             .and_then(|i| self.routes.get(i))
             .is_some_and(|r| r.allow_cors_preflight)
@@ -238,9 +247,7 @@ impl Engine {
             self.counters.denied += 1;
             return challenge(401, Some("invalid_token"), "token_too_large");
         }
-        let mut material = Vec::with_capacity(TOKEN_PREFIX.len() + token.len());
-        material.extend_from_slice(TOKEN_PREFIX);
-        material.extend_from_slice(token.as_bytes());
+        let material = token_material(&token);
 
         if let Some(info) = self
             .api
@@ -762,13 +769,17 @@ impl Engine {
                 continue;
             };
             let Some(token) = p.token else { continue };
-            let allowed = self.api.rule(p.route).providers.clone();
-            let step = match tokens::verify(&mut self.api.providers, &allowed, &token, now, false) {
+            let rule = Arc::clone(self.api.rule(p.route));
+            let step = match tokens::verify(
+                &mut self.api.providers,
+                &rule.providers,
+                &token,
+                now,
+                false,
+            ) {
                 Outcome::Valid(claims, by) => {
                     let info = self.api.verified(&claims, by);
-                    let mut material = TOKEN_PREFIX.to_vec();
-                    material.extend_from_slice(token.as_bytes());
-                    self.cache_token(&material, &info, info.exp_ms, now, store);
+                    self.cache_token(&token_material(&token), &info, info.exp_ms, now, store);
                     self.authorize(&info, p.route, p.remove, p.path)
                 }
                 Outcome::Invalid(e)
