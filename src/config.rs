@@ -128,12 +128,18 @@ fn groups_claim() -> String {
     "groups".into()
 }
 
-/// Where a provider's keys come from: inline, or fetched by callout and refreshed.
+/// Where a provider's keys come from: inline, fetched by callout and refreshed, or read by
+/// the host from a file (Traefik: a mounted key set, re-read when it changes).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     #[serde(default)]
     pub inline: Option<serde_json::Value>,
+    /// An absolute path to a JWKS document. The core never reads it (it has no I/O): the host
+    /// hands it the bytes ([`crate::Engine::jwks_files`], [`crate::Engine::set_jwks`]). Hosts
+    /// without a filesystem (Envoy) refuse it.
+    #[serde(default)]
+    pub file: Option<String>,
     /// `http://host[:port]/path` of the key set; fetched through `cluster`. With only a
     /// `cluster`, the key set is found through the issuer's
     /// `/.well-known/openid-configuration` (its `jwks_uri`).
@@ -1032,6 +1038,21 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
             256..=65_536,
         );
         let j = &pr.jwks;
+        if let Some(f) = &j.file {
+            if j.inline.is_some() || j.uri.is_some() || j.cluster.is_some() {
+                errs.push(ConfigError::new(
+                    format!("{p}.jwks"),
+                    "give one of inline, uri (with cluster) or file",
+                ));
+            }
+            if !f.starts_with('/') || f.contains('\0') {
+                errs.push(ConfigError::new(
+                    format!("{p}.jwks.file"),
+                    "must be an absolute path (on Traefik, a path the plugin's `settings.mounts` makes readable)",
+                ));
+            }
+            continue;
+        }
         match (&j.inline, &j.uri) {
             (Some(_), Some(_)) => errs.push(ConfigError::new(
                 format!("{p}.jwks"),
@@ -1049,7 +1070,7 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
             }
             (None, None) if pr.hmac_secret.is_none() => errs.push(ConfigError::new(
                 format!("{p}.jwks"),
-                "give the keys: inline, uri with cluster, or only a cluster to discover them from the issuer",
+                "give the keys: inline, uri with cluster, file, or only a cluster to discover them from the issuer",
             )),
             (Some(v), None) => {
                 if let Err(e) = crate::jwks::parse(v.to_string().as_bytes()) {
@@ -1327,6 +1348,39 @@ mod tests {
             assert!(!errs(bad).is_empty(), "{bad}");
         }
         assert!(errs(" {} ").is_empty());
+    }
+
+    #[test]
+    fn jwks_file_is_one_source_with_an_absolute_path() {
+        let cfg = |jwks: &str| {
+            format!(
+                r#"{{"jwt":{{"providers":[{{"issuer":"https://i/","audiences":["a"],"jwks":{jwks}}}]}}}}"#
+            )
+        };
+        assert!(errs(&cfg(r#"{"file":"/etc/barbican/jwks.json"}"#)).is_empty());
+        let e = errs(&cfg(r#"{"file":"jwks.json"}"#));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("jwt.providers[0].jwks.file: must be an absolute path"),
+            "{e:?}"
+        );
+        for both in [
+            r#"{"file":"/k.json","inline":{"keys":[]}}"#,
+            r#"{"file":"/k.json","uri":"http://i/jwks","cluster":"i"}"#,
+            r#"{"file":"/k.json","cluster":"i"}"#,
+        ] {
+            let e = errs(&cfg(both));
+            assert_eq!(
+                e,
+                ["jwt.providers[0].jwks: give one of inline, uri (with cluster) or file"],
+                "{both}"
+            );
+        }
+        let e = errs(&cfg(r#"{"file":3}"#));
+        assert!(
+            e[0].starts_with("jwt.providers[0].jwks.file: invalid type"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct KeySet {
     pub keys: Vec<Jwk>,
     /// How many published keys were skipped as unusable (for logs).
     pub skipped: usize,
+    /// A hash of the usable keys' ids and material in order: equal sets (a refetch, a file
+    /// rewritten with the same keys) keep the tokens verified against them; a replaced key,
+    /// even under the same `kid`, does not. Computed once here, never per request.
+    pub fingerprint: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +148,43 @@ pub fn parse(json: &[u8]) -> Result<KeySet, JwksError> {
     if set.keys.is_empty() {
         return Err(JwksError::NoUsableKey { published });
     }
+    set.fingerprint = fingerprint(&set.keys);
     Ok(set)
+}
+
+/// FNV-1a over each key's kid, alg and material, with separators: not a defence against a
+/// chosen collision (the keys come from the operator or the IdP), only a change detector.
+fn fingerprint(keys: &[Jwk]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes.iter().copied().chain([0xff]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for k in keys {
+        eat(k.kid.as_deref().unwrap_or("").as_bytes());
+        eat(&[k.alg.map_or(0xfe, |a| a as u8)]);
+        match &k.key {
+            KeyMaterial::Rsa { n, e } => {
+                eat(b"RSA");
+                eat(n);
+                eat(e);
+            }
+            KeyMaterial::P256(p) => {
+                eat(b"P-256");
+                eat(p);
+            }
+            KeyMaterial::P384(p) => {
+                eat(b"P-384");
+                eat(p);
+            }
+            KeyMaterial::Ed25519(x) => {
+                eat(b"Ed25519");
+                eat(x);
+            }
+        }
+    }
+    h
 }
 
 fn b64(s: &Option<String>) -> Option<Vec<u8>> {

@@ -42,6 +42,7 @@ pub mod host;
 pub use cache::{MemStore, SharedStore};
 pub use config::{Config, ConfigError};
 pub use decision::{Allow, Callout, Engine, Request, Respond, Step};
+pub use tokens::{JwksFile, JwksFileError};
 
 /// Unix time in milliseconds. The host supplies it; the core never reads a clock.
 pub type Millis = u64;

@@ -28,8 +28,63 @@ pub enum Source {
         /// location is to be found there.
         discovery: Option<(String, String)>,
     },
+    /// Read by the host from this file and handed in with [`crate::Engine::set_jwks`]; no
+    /// keys (every token refused) until it has been.
+    File {
+        path: String,
+    },
     /// HS* only: the shared secret is the key.
     SecretOnly,
+}
+
+/// A provider whose key set the host reads from a file ([`crate::Engine::jwks_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksFile {
+    /// For [`crate::Engine::set_jwks`].
+    pub provider: usize,
+    pub path: String,
+    /// The config field, `jwt.providers[i].jwks.file`, for messages.
+    pub field: String,
+}
+
+/// Why a key set handed in by the host was not taken (the last good set stays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwksFileError {
+    /// The index is not a provider with `jwks.file`: a host bug, not a config problem.
+    NotAFileProvider(usize),
+    /// The document is not a usable JWKS.
+    Jwks(crate::jwks::JwksError),
+}
+
+impl std::fmt::Display for JwksFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksFileError::NotAFileProvider(i) => {
+                write!(f, "jwt.providers[{i}] does not read its keys from a file")
+            }
+            JwksFileError::Jwks(e) => write!(
+                f,
+                "{e}; fix the file (a JSON object with a \"keys\" array of public keys)"
+            ),
+        }
+    }
+}
+
+/// For hosts with no filesystem (Envoy's wasm VMs): every `jwks.file` as a config problem,
+/// so the filter refuses to start instead of refusing every token.
+pub fn refuse_jwks_files(files: &[JwksFile], host: &str) -> Vec<crate::ConfigError> {
+    files
+        .iter()
+        .map(|f| crate::ConfigError {
+            path: f.field.clone(),
+            problem: format!(
+                "{host} gives wasm filters no filesystem, so a key set cannot be read from a \
+                 file; give it inline (`jwks.inline`) or by `uri` with a `cluster` (or only a \
+                 `cluster` to discover it from the issuer)"
+            ),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -46,23 +101,12 @@ pub struct Provider {
     pub last_forced: Millis,
 }
 
-/// A fingerprint of a key set's key ids: verified tokens remember it, so that a token checked
-/// against a key that has since been retired is checked again instead of served from cache.
+/// A fingerprint of a key set (its key ids and key material, computed when it was parsed):
+/// verified tokens remember it, so that a token checked against a key that has since been
+/// retired or replaced — even under the same `kid` — is checked again instead of served
+/// from cache.
 pub fn fingerprint(keys: Option<&KeySet>) -> u64 {
-    let mut kids: Vec<&str> = keys
-        .map(|k| {
-            k.keys
-                .iter()
-                .map(|j| j.kid.as_deref().unwrap_or(""))
-                .collect()
-        })
-        .unwrap_or_default();
-    kids.sort_unstable();
-    kids.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, k| {
-        k.bytes()
-            .chain([0])
-            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-    })
+    keys.map_or(0, |k| k.fingerprint)
 }
 
 impl Provider {
@@ -72,6 +116,12 @@ impl Provider {
             None => vec![Alg::RS256, Alg::PS256, Alg::ES256, Alg::ES384, Alg::EdDSA],
         };
         let (source, keys) = match (&c.jwks.inline, &c.jwks.uri) {
+            _ if c.jwks.file.is_some() => (
+                Source::File {
+                    path: c.jwks.file.clone().unwrap_or_default(),
+                },
+                None,
+            ),
             (Some(v), _) => (
                 Source::Inline,
                 crate::jwks::parse(v.to_string().as_bytes())

@@ -49,13 +49,42 @@ fn load(path: &str) -> Result<Engine, ExitCode> {
         eprintln!("{path}: cannot read: {e}");
         ExitCode::from(2)
     })?;
-    Engine::from_json(&bytes).map_err(|errors| {
+    let report = |errors: Vec<barbican::ConfigError>| {
         for e in &errors {
             println!("{path}: {e}");
         }
         println!("{} problem(s)", errors.len());
         ExitCode::from(1)
-    })
+    };
+    let mut engine = Engine::from_json(&bytes).map_err(report)?;
+    let problems = load_jwks_files(&mut engine);
+    if problems.is_empty() {
+        Ok(engine)
+    } else {
+        Err(report(problems))
+    }
+}
+
+/// Reads every `jwks.file` the way the Traefik plugin does at start-up, so `check` says
+/// whether the key set on this machine is usable and `explain` verifies tokens against it.
+fn load_jwks_files(engine: &mut Engine) -> Vec<barbican::ConfigError> {
+    let mut problems = Vec::new();
+    for f in engine.jwks_files() {
+        let outcome = std::fs::read(&f.path)
+            .map_err(|e| format!("cannot read {}: {e}", f.path))
+            .and_then(|doc| {
+                engine
+                    .set_jwks(f.provider, &doc)
+                    .map_err(|e| format!("{}: {e}", f.path))
+            });
+        if let Err(problem) = outcome {
+            problems.push(barbican::ConfigError {
+                path: f.field,
+                problem,
+            });
+        }
+    }
+    problems
 }
 
 fn check(path: &str) -> ExitCode {

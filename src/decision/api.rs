@@ -9,7 +9,7 @@ use crate::config::{
 use crate::idp::introspection::{self, ClientAuth};
 use crate::jwt::JwtError;
 use crate::net::{self, Cidr};
-use crate::tokens::{self, Outcome, Provider, Source, TokenInfo};
+use crate::tokens::{self, JwksFile, JwksFileError, Outcome, Provider, Source, TokenInfo};
 use std::sync::Arc;
 
 /// One `api` rule, compiled.
@@ -51,7 +51,7 @@ fn token_material(token: &str) -> Vec<u8> {
     m
 }
 /// How long a token that failed verification is answered 401 from the cache.
-const INVALID_JWT_TTL_MS: Millis = 5_000;
+pub(super) const INVALID_JWT_TTL_MS: Millis = 5_000;
 
 impl Api {
     pub(super) fn new(cfg: &Config) -> Result<Api, Vec<ConfigError>> {
@@ -181,6 +181,42 @@ impl Engine {
             .iter()
             .flatten()
             .any(|r| !r.allow_cidrs.is_empty())
+    }
+
+    /// The providers whose key set the host reads from a file (`jwks.file`): their index
+    /// (for [`Engine::set_jwks`]), the path, and the config path for messages. The core has
+    /// no I/O; a host without a filesystem must refuse a config that lists any.
+    pub fn jwks_files(&self) -> Vec<JwksFile> {
+        self.api
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.source {
+                Source::File { path } => Some(JwksFile {
+                    provider: i,
+                    path: path.clone(),
+                    field: format!("jwt.providers[{i}].jwks.file"),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Replaces provider `provider`'s key set with this JWKS document (the host read it from
+    /// the provider's `jwks.file`). When it does not parse, the last good set stays and the
+    /// error says why. Tokens verified against keys that are gone or changed are verified
+    /// again on their next use (the set's fingerprint changes).
+    pub fn set_jwks(&mut self, provider: usize, doc: &[u8]) -> Result<usize, JwksFileError> {
+        let p = self
+            .api
+            .providers
+            .get_mut(provider)
+            .filter(|p| matches!(p.source, Source::File { .. }))
+            .ok_or(JwksFileError::NotAFileProvider(provider))?;
+        let set = crate::jwks::parse(doc).map_err(JwksFileError::Jwks)?;
+        let n = set.keys.len();
+        p.keys = Some(Arc::new(set));
+        Ok(n)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -332,3 +332,163 @@ fn claim_headers_are_set_and_their_client_copies_stripped() {
         a.set
     );
 }
+
+fn file_cfg() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "jwt": {"providers": [
+            {"issuer": ISS, "audiences": ["api"], "jwks": {"inline": {"keys": [p256_jwk("inline")]}}},
+            {"issuer": ISS, "audiences": ["api"], "jwks": {"file": "/run/keys/jwks.json"}, "clock_skew_s": 0}
+        ]},
+        "routes": [{"match": {"path_prefix": "/read/"}, "policy": "api", "require_scopes": ["read"]}]
+    }))
+    .unwrap()
+}
+
+/// A second P-256 key, published under the same kid as `p256_private`'s in some tests.
+fn other_p256() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::from_slice(&[8u8; 32]).unwrap()
+}
+
+fn other_p256_jwk(kid: &str) -> Value {
+    let p = other_p256().verifying_key().to_sec1_point(false);
+    let b = p.as_bytes();
+    json!({"kty": "EC", "crv": "P-256", "kid": kid,
+           "x": URL_SAFE_NO_PAD.encode(&b[1..33]), "y": URL_SAFE_NO_PAD.encode(&b[33..65])})
+}
+
+fn es256_with(key: &p256::ecdsa::SigningKey, kid: &str) -> String {
+    let b = |v: &Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
+    let claims =
+        json!({"iss": ISS, "aud": "api", "sub": "u1", "exp": T0 / 1000 + 600, "scope": "read"});
+    let signed = format!("{}.{}", b(&json!({"alg": "ES256", "kid": kid})), b(&claims));
+    let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(key, signed.as_bytes());
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
+}
+
+#[test]
+fn file_providers_are_listed_for_the_host_and_refused_where_there_is_no_filesystem() {
+    let e = Engine::from_json(&file_cfg()).unwrap();
+    let files = e.jwks_files();
+    assert_eq!(
+        files,
+        [crate::JwksFile {
+            provider: 1,
+            path: "/run/keys/jwks.json".into(),
+            field: "jwt.providers[1].jwks.file".into(),
+        }]
+    );
+    let refused = crate::tokens::refuse_jwks_files(&files, "Envoy");
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0]
+            .to_string()
+            .starts_with("jwt.providers[1].jwks.file: Envoy gives wasm filters no filesystem"),
+        "{refused:?}"
+    );
+    assert!(refused[0].problem.contains("jwks.inline"), "{refused:?}");
+}
+
+#[test]
+fn a_file_key_set_is_empty_until_the_host_hands_it_in() {
+    let mut e = Engine::from_json(&file_cfg()).unwrap();
+    let mut s = MemStore::default();
+    let a = es256_with(&p256_private(), "k");
+    // Never a callout for a file: no keys means 401, at once.
+    assert_eq!(
+        status(&decide(&mut e, &mut s, 1, &req("/read/x", &a), T0)),
+        401
+    );
+    assert!(e.background(T0, &mut s).is_empty());
+    assert_eq!(e.set_jwks(1, &jwks_doc("k")), Ok(1));
+    assert!(is_allow(&decide(
+        &mut e,
+        &mut s,
+        2,
+        &req("/read/x", &a),
+        T0
+    )));
+}
+
+#[test]
+fn a_rewritten_key_file_replaces_the_keys_and_unseats_cached_tokens() {
+    let mut e = Engine::from_json(&file_cfg()).unwrap();
+    let mut s = MemStore::default();
+    let a = es256_with(&p256_private(), "k");
+    let b = es256_with(&other_p256(), "k");
+    e.set_jwks(1, &jwks_doc("k")).unwrap();
+    assert!(is_allow(&decide(
+        &mut e,
+        &mut s,
+        1,
+        &req("/read/x", &a),
+        T0
+    )));
+    assert!(
+        is_allow(&decide(&mut e, &mut s, 2, &req("/read/x", &a), T0 + 1)),
+        "cached"
+    );
+    assert_eq!(
+        status(&decide(&mut e, &mut s, 3, &req("/read/x", &b), T0)),
+        401
+    );
+    // Key B replaces key A under the same kid: A's cached verification must not outlive it.
+    // (B's refusal above is remembered for INVALID_JWT_TTL_MS, as after any key change.)
+    let later = T0 + api::INVALID_JWT_TTL_MS + 1;
+    let doc_b = serde_json::to_vec(&json!({"keys": [other_p256_jwk("k")]})).unwrap();
+    assert_eq!(e.set_jwks(1, &doc_b), Ok(1));
+    assert_eq!(
+        status(&decide(&mut e, &mut s, 4, &req("/read/x", &a), later)),
+        401
+    );
+    assert!(is_allow(&decide(
+        &mut e,
+        &mut s,
+        5,
+        &req("/read/x", &b),
+        later
+    )));
+    // Garbage keeps the last good set.
+    for bad in [
+        &b"{\"keys\": [{\"kty\": \"RSA\""[..],
+        b"",
+        b"{\"keys\": []}",
+    ] {
+        assert!(matches!(
+            e.set_jwks(1, bad),
+            Err(crate::JwksFileError::Jwks(_))
+        ));
+    }
+    assert!(is_allow(&decide(
+        &mut e,
+        &mut s,
+        6,
+        &req("/read/x", &b),
+        later + 1
+    )));
+    assert_eq!(
+        status(&decide(&mut e, &mut s, 7, &req("/read/x", &a), later + 1)),
+        401
+    );
+    // Only file providers take a key set from the host.
+    assert_eq!(
+        e.set_jwks(0, &jwks_doc("k")),
+        Err(crate::JwksFileError::NotAFileProvider(0))
+    );
+    assert_eq!(
+        e.set_jwks(7, &jwks_doc("k")),
+        Err(crate::JwksFileError::NotAFileProvider(7))
+    );
+}
+
+#[test]
+fn the_same_keys_again_keep_cached_tokens() {
+    let one = crate::jwks::parse(&jwks_doc("k")).unwrap();
+    let again = crate::jwks::parse(&jwks_doc("k")).unwrap();
+    let renamed = crate::jwks::parse(&jwks_doc("k2")).unwrap();
+    let other =
+        crate::jwks::parse(&serde_json::to_vec(&json!({"keys": [other_p256_jwk("k")]})).unwrap())
+            .unwrap();
+    assert_eq!(one.fingerprint, again.fingerprint);
+    assert_ne!(one.fingerprint, renamed.fingerprint);
+    assert_ne!(one.fingerprint, other.fingerprint);
+}

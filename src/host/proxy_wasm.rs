@@ -222,6 +222,11 @@ impl Context for Root {
     }
 }
 
+/// `jwks.file` needs a filesystem, which Envoy's wasm VMs do not have.
+fn file_problems(e: &Engine) -> Vec<crate::ConfigError> {
+    crate::tokens::refuse_jwks_files(&e.jwks_files(), "Envoy")
+}
+
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
@@ -234,7 +239,15 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let engine = match Engine::from_json(&config) {
+        let built = Engine::from_json(&config).and_then(|e| {
+            let files = file_problems(&e);
+            if files.is_empty() {
+                Ok(e)
+            } else {
+                Err(files)
+            }
+        });
+        let engine = match built {
             Ok(e) => e,
             Err(errors) => {
                 for e in &errors {

@@ -75,3 +75,19 @@ def test_envoy_refuses_to_start_with_a_bad_config(wasm, outpost, upstream):
                             ready_timeout=30)
         env.stop()  # pragma: no cover - only reached when the bad config was accepted
     assert ei.value.rc not in (0, None), ei.value.log
+
+
+# A key set read from a file: fine for Traefik (mounted) and the CLI, impossible in Envoy's
+# wasm VMs (no filesystem) — refused when the filter starts, naming the field.
+FILE_JWKS_CONFIG = {
+    "jwt": {"providers": [{"issuer": "https://idp.test/", "audiences": ["api"],
+                           "jwks": {"file": "/etc/barbican/jwks.json"}}]},
+    "routes": [{"match": {"path_prefix": "/"}, "policy": "api"}],
+}
+
+
+def test_envoy_refuses_a_jwks_file(wasm):
+    rc, out = validate(FILE_JWKS_CONFIG, wasm)
+    assert rc != 0, out[-2000:]
+    assert "jwt.providers[0].jwks.file: Envoy gives wasm filters no filesystem" in out, \
+        out[-2000:]
