@@ -429,7 +429,7 @@ class TestBrokenConfig:
         log = broken_traefik.log_text()
         no_net = "Traefik plugins cannot make network calls"
         assert "ERR barbican: config: routes[0].policy: unknown variant `bypas`" in log, log
-        assert f"jwt.providers[0].jwks.uri: {no_net}: use inline JWKS" in log, log
+        assert f"jwt.providers[0].jwks.uri: {no_net}: give the key set inline" in log, log
         for path in ("session", "introspection", "routes[0].accept"):
             assert f"ERR barbican: config: {path}: {no_net}" in log, (path, log)
         assert "ERR barbican: 2 config problem(s); every request is answered 503" in log, log

@@ -151,10 +151,13 @@ class TraefikProc(H.Proc):
 def start_traefik(*, routers: Mapping[str, dict], middlewares: Mapping[str, dict],
                   services: Mapping[str, int], plugins: Mapping[str, Path] | None = None,
                   sanitize_path: bool = True, log_level: str = "INFO",
+                  plugin_settings: Mapping[str, dict] | None = None,
                   probe: Callable[[TraefikProc], bool] | None = None,
                   ready_timeout: float = 30.0) -> TraefikProc:
     """Start Traefik. `services` maps a service name to a loopback port; `plugins` maps local
-    plugin names to built plugin directories (default: Barbican's, as `barbican`)."""
+    plugin names to built plugin directories (default: Barbican's, as `barbican`);
+    `plugin_settings` gives a plugin's static `settings` (`{"mounts": ["/host:/guest:ro"]}`:
+    what the guest may read through WASI)."""
     if plugins is None:
         plugins = {PLUGIN: require_plugin()}
     work = H.new_tmp_dir("traefik")
@@ -183,7 +186,10 @@ def start_traefik(*, routers: Mapping[str, dict], middlewares: Mapping[str, dict
         "log": {"level": log_level, "noColor": True, "filePath": str(work / "traefik.log")},
     }
     if plugins:  # an empty localPlugins map is a start-up error
-        static["experimental"] = {"localPlugins": {n: {"moduleName": n} for n in plugins}}
+        static["experimental"] = {"localPlugins": {
+            n: {"moduleName": n, **({"settings": plugin_settings[n]}
+                                    if plugin_settings and n in plugin_settings else {})}
+            for n in plugins}}
     (work / "traefik.yml").write_text(json.dumps(static, indent=1))
     proc = TraefikProc("traefik", [traefik_binary(), f"--configFile={work / 'traefik.yml'}"],
                        cwd=work)

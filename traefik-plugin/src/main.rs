@@ -12,10 +12,13 @@
 
 // Natively only the tests use it.
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod keyfiles;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod plugin;
 
 #[cfg(target_arch = "wasm32")]
 mod host {
+    use crate::keyfiles::KeyEvent;
     use crate::plugin::{header_list, parse_source_addr, Action, Instance};
     use barbican::Millis;
     use http_wasm_guest::host::{admin, log, Request, Response};
@@ -25,6 +28,7 @@ mod host {
 
     /// http-wasm log levels (Traefik maps them onto its own).
     const ERROR: i32 = 2;
+    const INFO: i32 = 0;
     const DEBUG: i32 = -1;
 
     struct Plugin {
@@ -49,6 +53,8 @@ mod host {
                 respond(response, 503, &[], b"Service Unavailable\n");
                 return (false, 0);
             };
+            let t = now();
+            log_key_events(&instance.refresh_keys(t));
             let mut headers = Vec::new();
             for name in request.header.names() {
                 let name = text(&name);
@@ -62,7 +68,7 @@ mod host {
             } else {
                 None
             };
-            match instance.handle(&headers, peer, now()) {
+            match instance.handle(&headers, peer, t) {
                 Action::Allow(a) => {
                     for name in &a.remove {
                         request.header.remove(name.as_bytes());
@@ -102,8 +108,24 @@ mod host {
         }
     }
 
+    /// Key-set loads and failures. Every pooled instance reads for itself, so a rotation is
+    /// logged once per instance; the first load of each instance only at debug level.
+    fn log_key_events(events: &[KeyEvent]) {
+        for e in events {
+            let level = match e {
+                KeyEvent::Failed { .. } => ERROR,
+                KeyEvent::Loaded { reload: true, .. } => INFO,
+                KeyEvent::Loaded { reload: false, .. } => DEBUG,
+            };
+            if log::enabled(level) {
+                log::write(level, format!("barbican: {e}").as_bytes());
+            }
+        }
+    }
+
     pub fn start() {
-        let (instance, problems) = Instance::new(&admin::config());
+        let (mut instance, problems) = Instance::new(&admin::config());
+        log_key_events(&instance.refresh_keys(now()));
         if !problems.is_empty() {
             for p in &problems {
                 log::write(ERROR, format!("barbican: config: {p}").as_bytes());

@@ -6,6 +6,7 @@
 //! the engine call out — forward-auth sessions, key sets by URI or discovery, introspection —
 //! is refused when the plugin starts instead of failing on the first request.
 
+use crate::keyfiles::{KeyEvent, KeyFiles};
 use barbican::config::{self, Accept, Config, ConfigError};
 use barbican::{Allow, Engine, MemStore, Millis, Request, Respond, Step};
 use std::net::IpAddr;
@@ -39,6 +40,8 @@ struct Ready {
     store: MemStore,
     needs_peer: bool,
     next_id: u32,
+    /// `jwks.file` key sets this instance watches.
+    files: KeyFiles,
 }
 
 const NO_CALLOUTS: &str = "Traefik plugins cannot make network calls";
@@ -52,6 +55,7 @@ impl Instance {
             Ok(engine) => {
                 let needs_peer = engine.needs_peer();
                 let ready = Ready {
+                    files: KeyFiles::new(&engine),
                     engine,
                     store: MemStore::default(),
                     needs_peer,
@@ -77,6 +81,15 @@ impl Instance {
     /// costs a host call, so only then.
     pub fn needs_peer(&self) -> bool {
         matches!(&self.state, State::Ready(r) if r.needs_peer)
+    }
+
+    /// Reads the `jwks.file` key sets that changed (at most one check a second; the first
+    /// call reads them all). What it found is for the log.
+    pub fn refresh_keys(&mut self, now: Millis) -> Vec<KeyEvent> {
+        match &mut self.state {
+            State::Ready(r) => r.files.poll(&mut r.engine, now),
+            State::Broken => Vec::new(),
+        }
     }
 
     /// Decides one request. `headers` is [`header_list`]'s output.
@@ -140,7 +153,7 @@ pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
             "session".into(),
             "forward-auth sessions ask the IdP's endpoint and are not available here; remove \
              `session` and the `protected` routes (run Barbican in Envoy for those), and use \
-             `api` routes with inline JWKS",
+             `api` routes with JWKS inline or from a mounted file",
         );
     }
     for (i, p) in cfg.jwt.iter().flat_map(|j| j.providers.iter()).enumerate() {
@@ -148,20 +161,21 @@ pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
         if p.jwks.uri.is_some() {
             refuse(
                 format!("{at}.uri"),
-                "use inline JWKS (`jwks.inline`: the key set document itself) instead of a URI",
+                "give the key set inline (`jwks.inline`: the document itself) or as a mounted \
+                 file (`jwks.file`, re-read when it changes) instead of a URI",
             );
         } else if p.jwks.cluster.is_some() {
             refuse(
                 format!("{at}.cluster"),
-                "key-set discovery needs the IdP; use inline JWKS (`jwks.inline`: the key set \
-                 document itself)",
+                "key-set discovery needs the IdP; give the key set inline (`jwks.inline`) or as \
+                 a mounted file (`jwks.file`)",
             );
         }
     }
     if cfg.introspection.is_some() {
         refuse(
             "introspection".into(),
-            "RFC 7662 introspection asks the IdP; accept JWTs verified against inline JWKS",
+            "RFC 7662 introspection asks the IdP; accept JWTs verified against a JWKS inline or from a file",
         );
     }
     for (i, r) in cfg.routes.iter().enumerate() {
@@ -171,7 +185,7 @@ pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
         {
             refuse(
                 format!("routes[{i}].accept"),
-                "\"introspection\" asks the IdP; accept \"jwt\" (inline JWKS)",
+                "\"introspection\" asks the IdP; accept \"jwt\" (JWKS inline or from a file)",
             );
         }
     }
@@ -468,7 +482,7 @@ mod tests {
             paths(&p),
             ["jwt.providers[0].jwks.uri", "jwt.providers[1].jwks.cluster"]
         );
-        assert!(p[0].problem.contains("inline JWKS"), "{p:?}");
+        assert!(p[0].problem.contains("`jwks.file`"), "{p:?}");
         let (_, p) = Instance::new(
             br#"{"introspection": {"cluster": "idp", "path": "/introspect",
                                    "client_id": "c", "client_secret": "s"},
@@ -476,6 +490,24 @@ mod tests {
                              "accept": ["introspection"]}]}"#,
         );
         assert_eq!(paths(&p), ["introspection", "routes[0].accept"]);
+    }
+
+    #[test]
+    fn a_file_key_set_is_read_by_the_instance() {
+        let dir = std::env::temp_dir().join(format!("barbican-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, JWKS).unwrap();
+        let json = r#"{"routes": [{"match": {"path_prefix": "/api/"}, "policy": "api"}],
+                       "jwt": {"providers": [{"issuer": "https://idp.test/",
+                               "audiences": ["a"], "jwks": {"file": "PATH"}}]}}"#;
+        let mut inst = ready(&json.replace("PATH", &path.display().to_string()));
+        let ev = inst.refresh_keys(NOW);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(!ev[0].is_error(), "{}", ev[0]);
+        assert!(inst.refresh_keys(NOW + 10).is_empty(), "not due");
+        let (mut broken, _) = Instance::new(b"{");
+        assert!(broken.refresh_keys(NOW).is_empty());
     }
 
     #[test]
