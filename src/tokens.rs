@@ -420,7 +420,16 @@ pub fn extract<'a>(
     token_cookie: Option<&str>,
     basic: bool,
 ) -> Result<Option<String>, &'static str> {
-    if let Some(auth) = header(headers, "authorization") {
+    let mut auths = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if let Some((_, auth)) = auths.next() {
+        // Two Authorization fields are two credentials: no choosing one (the upstream might
+        // read the other). Envoy joins them with ',' (then "bearer_malformed"); hosts that
+        // hand them over one by one (Traefik) land here.
+        if auths.next().is_some() {
+            return Err("authorization_repeated");
+        }
         let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
@@ -556,6 +565,23 @@ mod tests {
             Ok(Some("zz".into()))
         );
         assert_eq!(extract(&[], None, None, None, false), Ok(None));
+    }
+
+    #[test]
+    fn two_authorization_fields_are_refused_not_chosen_from() {
+        // Traefik hands repeated fields over one by one (Envoy joins them with ',').
+        for (a, b) in [("Bearer good", "Bearer bad"), ("Bearer a", "Bearer a")] {
+            assert_eq!(
+                extract(
+                    &h(&[("authorization", a), ("Authorization", b)]),
+                    None,
+                    None,
+                    None,
+                    true
+                ),
+                Err("authorization_repeated")
+            );
+        }
     }
 
     #[test]
