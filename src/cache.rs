@@ -208,12 +208,26 @@ struct LocalSlot<T> {
     trust_until: Millis,
 }
 
-/// FNV-1a: spreads slots only. A crafted collision merely evicts (the material is compared
-/// in full), so no keyed hash is needed here.
+/// Spreads slots only. A crafted collision merely evicts (the material is compared in full),
+/// so no keyed hash is needed here. Eight bytes per step (FxHash's mix): the material is a
+/// whole token, often a kilobyte, and a byte-wise hash was the largest single cost of a
+/// cached request (measured natively; more so in Traefik's wasm runtime).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    for c in &mut chunks {
+        h = mix(
+            h,
+            <[u8; 8]>::try_from(c).map(u64::from_le_bytes).unwrap_or(0),
+        );
+    }
+    let mut tail = [0u8; 8];
+    for (d, s) in tail.iter_mut().zip(chunks.remainder()) {
+        *d = *s;
+    }
+    mix(h, u64::from_le_bytes(tail))
 }
 
 impl<T: Clone + Fresh> LocalCache<T> {

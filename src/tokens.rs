@@ -5,7 +5,7 @@ use crate::cache::Headers;
 use crate::config::{Family, JwtConfig, ProviderConfig};
 use crate::jwks::KeySet;
 use crate::jwt::{self, Alg, Claims, JwtError, Validation};
-use crate::{header, Millis};
+use crate::Millis;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::sync::Arc;

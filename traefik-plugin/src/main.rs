@@ -19,7 +19,7 @@ mod plugin;
 #[cfg(target_arch = "wasm32")]
 mod host {
     use crate::keyfiles::KeyEvent;
-    use crate::plugin::{header_list, parse_source_addr, Action, Instance};
+    use crate::plugin::{header_list, parse_source_addr, value_needed, Action, Instance};
     use barbican::Millis;
     use http_wasm_guest::host::{admin, log, Request, Response};
     use http_wasm_guest::{register, Guest};
@@ -46,6 +46,11 @@ mod host {
         String::from_utf8_lossy(b).into_owned()
     }
 
+    /// Without a copy when the bytes are UTF-8 (they almost always are).
+    fn owned_text(b: bytes::Bytes) -> String {
+        String::from_utf8(Vec::from(b)).unwrap_or_else(|e| text(e.as_bytes()))
+    }
+
     impl Guest for Plugin {
         fn handle_request(&self, request: &Request, response: &Response) -> (bool, i32) {
             let Ok(mut instance) = self.instance.try_borrow_mut() else {
@@ -55,11 +60,18 @@ mod host {
             };
             let t = now();
             log_key_events(&instance.refresh_keys(t));
-            let mut headers = Vec::new();
-            for name in request.header.names() {
-                let name = text(&name);
-                for value in request.header.values(name.as_bytes()) {
-                    headers.push((name.clone(), text(&value)));
+            // One host call for the names, then one per header whose value the engine reads;
+            // the others go by name alone (VALUES_READ says why).
+            let names = request.header.names();
+            let mut headers = Vec::with_capacity(names.len() + 4);
+            for name in names {
+                let name = owned_text(name);
+                if value_needed(&name) {
+                    for value in request.header.values(name.as_bytes()) {
+                        headers.push((name.clone(), owned_text(value)));
+                    }
+                } else {
+                    headers.push((name, String::new()));
                 }
             }
             let headers = header_list(text(&request.method()), text(&request.uri()), headers);

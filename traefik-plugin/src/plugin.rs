@@ -192,6 +192,30 @@ pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
     out
 }
 
+/// Request headers whose values the engine reads on Traefik (besides the pseudo-headers).
+/// Only these values are fetched from the host (a host call and copies each); every other
+/// header reaches the engine by name with an empty value, which is all identity stripping
+/// and `match.headers` need.
+///
+/// When the core starts reading another request header's value, add it here:
+/// `values_of_other_headers_never_change_the_answer` checks the tested paths.
+pub const VALUES_READ: &[&str] = &[
+    "host",
+    "authorization",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "origin",
+    "access-control-request-method",
+    "accept",
+    "x-requested-with",
+];
+
+/// Whether the engine may read this header's value (see [`VALUES_READ`]).
+pub fn value_needed(name: &str) -> bool {
+    VALUES_READ.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// The header list the engine reads: the pseudo-headers (`:method`, `:path`, `:authority`,
 /// `:scheme`), then every request header as the host reports it (Traefik gives `Host` as a
 /// header too).
@@ -282,6 +306,100 @@ mod tests {
         let h = header_list("GET".into(), "/".into(), Vec::new());
         assert_eq!(barbican::header(&h, ":authority"), Some(""));
         assert_eq!(barbican::header(&h, ":scheme"), Some("http"));
+    }
+
+    /// What the host adapter does: headers outside VALUES_READ keep their name, lose their value.
+    fn blanked(h: &[(String, String)]) -> Vec<(String, String)> {
+        h.iter()
+            .map(|(n, v)| {
+                let keep = n.starts_with(':') || value_needed(n);
+                (n.clone(), if keep { v.clone() } else { String::new() })
+            })
+            .collect()
+    }
+
+    fn with<'a>(
+        other: &[(&'a str, &'a str)],
+        extra: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut all = other.to_vec();
+        all.extend_from_slice(extra);
+        all
+    }
+
+    #[test]
+    fn values_of_other_headers_never_change_the_answer() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let cfg = format!(
+            r#"{{"jwt": {{"providers": [{{"issuer": "https://idp.test/", "audiences": ["api"],
+                   "hmac_secret": "{secret}", "algorithms": ["HS256"], "jwks": {{}}}}]}},
+                "strip_headers": ["x-trusted-user"],
+                "routes": [
+                  {{"match": {{"path_prefix": "/pub/"}}, "policy": "bypass"}},
+                  {{"match": {{"path_prefix": "/need/", "headers": ["x-must"]}}, "policy": "bypass"}},
+                  {{"match": {{"path_prefix": "/c/"}}, "policy": "api", "token_cookie": "at"}},
+                  {{"match": {{"path_prefix": "/lan/"}}, "policy": "api",
+                    "allow_cidrs": ["192.0.2.0/24"]}},
+                  {{"match": {{"path_prefix": "/api/"}}, "policy": "api",
+                    "allow_cors_preflight": true}}],
+                "trusted_proxies": ["127.0.0.1/32"]}}"#
+        );
+        let exp = NOW / 1000 + 600;
+        let tok = hs256(
+            secret,
+            &format!(r#"{{"iss":"https://idp.test/","aud":"api","sub":"u1","exp":{exp}}}"#),
+        );
+        let bearer = format!("Bearer {tok}");
+        let cookie = format!("a=1; at={tok}");
+        let other = [
+            ("x-must", "1"),
+            ("x-authentik-username", "evil"),
+            ("x-trusted-user", "evil"),
+            ("user-agent", "curl"),
+            ("content-type", "text/html"),
+        ];
+        let peer = parse_source_addr("127.0.0.1:1");
+        let cases = [
+            req("GET", "/pub/x", &with(&other, &[])),
+            req("GET", "/need/x", &with(&other, &[])),
+            req(
+                "GET",
+                "/api/x",
+                &with(&other, &[("authorization", &bearer)]),
+            ),
+            req(
+                "GET",
+                "/api/x",
+                &with(&other, &[("authorization", "Bearer nope")]),
+            ),
+            req("GET", "/c/x", &with(&other, &[("cookie", &cookie)])),
+            req(
+                "GET",
+                "/lan/x",
+                &with(&other, &[("x-forwarded-for", "192.0.2.7")]),
+            ),
+            req(
+                "OPTIONS",
+                "/api/x",
+                &with(
+                    &other,
+                    &[
+                        ("origin", "https://ui.test"),
+                        ("access-control-request-method", "GET"),
+                    ],
+                ),
+            ),
+            req("GET", "/nowhere", &with(&other, &[("accept", "text/html")])),
+        ];
+        for h in &cases {
+            let mut full = ready(&cfg);
+            let mut thin = ready(&cfg);
+            assert_eq!(
+                full.handle(h, peer, NOW),
+                thin.handle(&blanked(h), peer, NOW),
+                "{h:?}"
+            );
+        }
     }
 
     #[test]
