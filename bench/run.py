@@ -694,11 +694,14 @@ def write_markdown(res: dict, rows: dict) -> None:
         "(Traefik plugins cannot call out). Traefik keeps one plugin instance per concurrent "
         "request, each with its own token cache: every instance verifies the token once. "
         f"Barbican / ForwardAuth = {res['traefik_jwt_vs_forwardauth']}×, Barbican / no "
-        f"middleware = {res['traefik_jwt_vs_plain']}×. Where the time goes (perf on Traefik's "
-        "process while building these rows): the guest's wasm code ~35 µs/request, Traefik's "
-        "Go side (the http-wasm host calls that read and set headers, wazero's call path, "
-        "runtime) ~40 µs more than without the plugin; a plugin that only returns "
-        "\"continue\" costs no measurable CPU.",
+        f"middleware = {res['traefik_jwt_vs_plain']}×. Where the time goes, measured by "
+        "elimination while building these rows (plugin variants that return at once, after "
+        "reading the headers, after deciding without applying): a guest that returns at once "
+        "and the header reads cost little; the decision itself (a cached token: header scan, "
+        "path normalization, cache lookup, identity headers) costs ~80 µs of Traefik CPU per "
+        "request, where the same wasm runs in ~5 µs in node's V8 and ~2-3 µs natively — "
+        "Traefik's wasm runtime (wazero) is the multiplier, so every µs saved in the core's "
+        "hot path counts ~15-30× here.",
         "",
         "## API tokens",
         "",
