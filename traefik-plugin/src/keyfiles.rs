@@ -32,6 +32,8 @@ pub enum KeyEvent {
         field: String,
         path: String,
         problem: String,
+        /// Whether this instance has a good set to keep (else that provider refuses tokens).
+        has_keys: bool,
     },
 }
 
@@ -52,10 +54,20 @@ impl fmt::Display for KeyEvent {
                 field,
                 path,
                 problem,
+                has_keys: true,
             } => write!(
                 f,
-                "{field}: {path}: {problem}; keeping the last good key set (none yet: tokens \
-                 of this provider are refused until the file is usable)"
+                "{field}: {path}: {problem}; keeping the last good key set"
+            ),
+            KeyEvent::Failed {
+                field,
+                path,
+                problem,
+                has_keys: false,
+            } => write!(
+                f,
+                "{field}: {path}: {problem}; no key set yet: this provider's tokens are refused \
+                 until the file is usable"
             ),
         }
     }
@@ -183,6 +195,7 @@ impl Watched {
             field: self.file.field.clone(),
             path: self.file.path.clone(),
             problem,
+            has_keys: self.loaded,
         }
     }
 }
@@ -308,7 +321,7 @@ mod tests {
         let mut e = engine(&path);
         let mut w = KeyFiles::new(&e);
         let ev = w.poll(&mut e, 1_000);
-        assert!(ev[0].to_string().contains("none yet"), "{}", ev[0]);
+        assert!(ev[0].to_string().contains("no key set yet"), "{}", ev[0]);
         write(&path, KEY_A, 0);
         assert_eq!(keys(&w.poll(&mut e, 2_000)), [(1, false)]);
     }
