@@ -8,6 +8,9 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::fmt;
 
+mod oidc;
+pub use oidc::{CookieConfig, OidcConfig, OidcFlow, SameSite, TokenAuth, MIN_SECRET_BYTES};
+
 /// One problem in a configuration: where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -230,6 +233,8 @@ pub struct SessionConfig {
     pub mode: SessionMode,
     #[serde(default)]
     pub forward_auth: Option<ForwardAuthConfig>,
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
 }
@@ -690,10 +695,22 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
 
 fn validate_session(s: &SessionConfig, errs: &mut Vec<ConfigError>) {
     match s.mode {
-        SessionMode::Oidc => errs.push(ConfigError::new(
-            "session.mode",
-            "\"oidc\" sessions are not available in this version; use \"forward_auth\"",
-        )),
+        SessionMode::Oidc => match &s.oidc {
+            None => errs.push(ConfigError::new(
+                "session.oidc",
+                "required when session.mode is \"oidc\": give at least issuer, client_id, \
+                 authorization_endpoint, redirect_uri and secrets",
+            )),
+            Some(o) => {
+                oidc::validate(o, errs);
+                if s.forward_auth.is_some() {
+                    errs.push(ConfigError::new(
+                        "session.forward_auth",
+                        "session.mode is \"oidc\": remove forward_auth (one session mode at a time)",
+                    ));
+                }
+            }
+        },
         SessionMode::ForwardAuth => {
             if s.forward_auth.is_none() {
                 errs.push(ConfigError::new(
@@ -1298,9 +1315,81 @@ mod tests {
     }
 
     #[test]
-    fn oidc_mode_is_refused_for_now() {
+    fn oidc_sessions_need_a_config_and_a_long_secret() {
         let e = errs(r#"{"session":{"mode":"oidc"}}"#);
-        assert!(e[0].starts_with("session.mode:"), "{e:?}");
+        assert!(e[0].starts_with("session.oidc: required"), "{e:?}");
+        let base = r#""issuer":"http://idp","client_id":"c","authorization_endpoint":"http://idp/auth",
+            "token_endpoint":"http://idp/token","cluster":"idp","redirect_uri":"https://app.lan/cb""#;
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{{base}}}}}}}"#
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("session.oidc.secrets: required"), "{e:?}");
+        assert!(e[0].contains("no default"), "{e:?}");
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{{base},"secrets":["short","{}","{}"]}}}}}}"#,
+            "x".repeat(32),
+            "y".repeat(40)
+        ));
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.oidc.secrets: give the current"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("session.oidc.secrets[0]: is 5 bytes; at least 32"),
+            "{joined}"
+        );
+        let ok = format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{{base},"secrets":["{}"]}}}},
+                "routes":[{{"match":{{"path_prefix":"/"}},"policy":"protected"}}]}}"#,
+            "x".repeat(32)
+        );
+        assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
+    }
+
+    #[test]
+    fn oidc_fields_are_checked() {
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"","client_id":"c",
+                "authorization_endpoint":"javascript:x","redirect_uri":"https://app.lan/cb?x=1",
+                "logout_path":"//x","scopes":["profile"],"cookie":{{"name":"a b","secure":false,"same_site":"None"}},
+                "domains":["*"],"lifetime_s":1,"secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        let joined = e.join("\n");
+        for want in [
+            "session.oidc.issuer: must not be empty",
+            "session.oidc.authorization_endpoint: must be an http(s) URL",
+            "session.oidc.redirect_uri: must be an absolute",
+            "session.oidc.logout_path: must be a path",
+            "session.oidc.token_endpoint: required for flow \"code\"",
+            "session.oidc.cluster: required for flow \"code\"",
+            "session.oidc.scopes: must include \"openid\"",
+            "session.oidc.cookie.name: must be a valid cookie name",
+            "session.oidc.cookie.same_site: \"None\" needs cookie.secure",
+            "session.oidc.domains[0]:",
+            "session.oidc.lifetime_s: must be between 60",
+        ] {
+            assert!(joined.contains(want), "{want} not in:\n{joined}");
+        }
+        // form_post needs neither a token endpoint nor a secret, but keys.
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "client_secret":"s","authorization_endpoint":"http://idp/auth",
+                "redirect_uri":"https://app.lan/cb","secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.oidc.client_secret: flow \"form_post\" uses no client secret"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("session.oidc.jwks: give the provider's keys"),
+            "{joined}"
+        );
+        assert!(!joined.contains("token_endpoint"), "{joined}");
     }
 
     #[test]

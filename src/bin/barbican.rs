@@ -147,6 +147,7 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
             id: 1,
             headers: &all,
             peer,
+            body: None,
         },
         now,
         &mut store,

@@ -91,7 +91,12 @@ impl Instance {
         };
         r.next_id = r.next_id.wrapping_add(1);
         let id = r.next_id;
-        let req = Request { id, headers, peer };
+        let req = Request {
+            id,
+            headers,
+            peer,
+            body: None,
+        };
         match r.engine.decide(req, now, &mut r.store) {
             Step::Allow(a) => Action::Allow(a),
             Step::Respond(resp) => Action::Respond(resp),
