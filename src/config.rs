@@ -655,7 +655,8 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         None if protected_used => errs.push(ConfigError::new(
             "session",
             "a route uses policy \"protected\" but no session is configured; add \
-             session.mode \"forward_auth\" with session.forward_auth",
+             session.mode \"forward_auth\" with session.forward_auth, or \"oidc\" with \
+             session.oidc",
         )),
         None => {}
         Some(s) => validate_session(s, &mut errs),
@@ -1353,7 +1354,7 @@ mod tests {
         let e = errs(&format!(
             r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"","client_id":"c",
                 "authorization_endpoint":"javascript:x","redirect_uri":"https://app.lan/cb?x=1",
-                "logout_path":"//x","scopes":["profile"],"cookie":{{"name":"a b","secure":false,"same_site":"None"}},
+                "logout_path":"//x","scopes":["profile"],"cookie":{{"name":"a b","secure":false,"same_site":"None","domain":"other.lan"}},
                 "domains":["*"],"lifetime_s":1,"secrets":["{}"]}}}}}}"#,
             "x".repeat(32)
         ));
@@ -1369,6 +1370,7 @@ mod tests {
             "session.oidc.cookie.name: must be a valid cookie name",
             "session.oidc.cookie.same_site: \"None\" needs cookie.secure",
             "session.oidc.domains[0]:",
+            "session.oidc.cookie.domain: must cover the redirect URI's host",
             "session.oidc.lifetime_s: must be between 60",
         ] {
             assert!(joined.contains(want), "{want} not in:\n{joined}");
@@ -1390,6 +1392,32 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("token_endpoint"), "{joined}");
+        // Return hosts the cookie cannot reach would loop through the provider.
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "authorization_endpoint":"http://idp/auth","jwks":{{"inline":{{"keys":[]}}}},
+                "redirect_uri":"https://auth.lan/cb","domains":["auth.lan","*.lan","x.corp"],
+                "secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.oidc.domains[1]: \"*.lan\" is not the redirect URI's host"),
+            "{joined}"
+        );
+        assert!(!joined.contains("domains[0]"), "{joined}");
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "authorization_endpoint":"http://idp/auth","jwks":{{"inline":{{"keys":[]}}}},
+                "redirect_uri":"https://auth.lan/cb","domains":["auth.lan","*.lan","x.corp"],
+                "cookie":{{"domain":".lan"}},"secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[1].starts_with("session.oidc.domains[2]: \"x.corp\" is outside cookie.domain"),
+            "{e:?}"
+        );
     }
 
     #[test]

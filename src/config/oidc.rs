@@ -321,9 +321,46 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
             "\"None\" needs cookie.secure true (browsers drop it otherwise)".into(),
         );
     }
+    // The session cookie is set on the redirect URI's response: a host it does not reach
+    // would send its browser through the provider again and again.
+    let redirect_host = crate::oidc::split_url(&o.redirect_uri).map(|u| u.host);
+    let cookie_domain = o
+        .cookie
+        .domain
+        .as_deref()
+        .map(|d| d.trim_start_matches('.').to_ascii_lowercase());
     for (i, d) in o.domains.iter().flatten().enumerate() {
         if let Err(e) = crate::route::HostPattern::parse(d) {
             err(&format!("domains[{i}]"), e);
+            continue;
+        }
+        let d = d.to_ascii_lowercase();
+        let reached = match &cookie_domain {
+            Some(c) => d == *c || d.ends_with(&format!(".{c}")),
+            None => redirect_host.as_deref() == Some(d.as_str()),
+        };
+        if !reached {
+            err(
+                &format!("domains[{i}]"),
+                match &cookie_domain {
+                    Some(c) => format!(
+                        "{d:?} is outside cookie.domain {c:?}: the session cookie would not \
+                         reach it and its logins would loop"
+                    ),
+                    None => format!(
+                        "{d:?} is not the redirect URI's host: set cookie.domain to a domain \
+                         covering both, or the session cookie would not reach it"
+                    ),
+                },
+            );
+        }
+    }
+    if let (Some(c), Some(h)) = (&cookie_domain, &redirect_host) {
+        if h != c && !h.ends_with(&format!(".{c}")) {
+            err(
+                "cookie.domain",
+                format!("must cover the redirect URI's host {h:?}, where the cookie is set"),
+            );
         }
     }
     if o.groups_claim.is_empty() {
