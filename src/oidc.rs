@@ -358,6 +358,14 @@ impl Rp {
         host == self.redirect_host && path == self.redirect_path
     }
 
+    /// The token endpoint's scheme, for `:scheme` (the cluster decides the transport).
+    fn token_scheme(&self) -> &'static str {
+        match &self.cfg.token_endpoint {
+            Some(u) if u.starts_with("https://") => "https",
+            _ => "http",
+        }
+    }
+
     pub fn login_cookie_name(&self) -> String {
         format!("{}_login", self.cfg.cookie.name)
     }
@@ -404,7 +412,7 @@ impl Rp {
             (":method".to_string(), "POST".to_string()),
             (":path".to_string(), path),
             (":authority".to_string(), authority),
-            (":scheme".to_string(), "http".to_string()),
+            (":scheme".to_string(), self.token_scheme().to_string()),
             (
                 "content-type".to_string(),
                 "application/x-www-form-urlencoded".to_string(),
