@@ -132,6 +132,21 @@ fn login_failed(status: u16, headers: Vec<(String, String)>, reason: &'static st
     })
 }
 
+/// A login waiting on callout `call`.
+fn login_pending(call: CallId, wait: LoginWait) -> Pending {
+    Pending {
+        call,
+        remove: Vec::new(),
+        path: None,
+        browser: true,
+        route: None,
+        stale: None,
+        callout: Vec::new(),
+        token: None,
+        login: Some(Box::new(wait)),
+    }
+}
+
 /// What `oidc_protected` needs about the request.
 pub(super) struct ProtectedCtx<'a> {
     pub route: Option<usize>,
@@ -421,20 +436,13 @@ impl Engine {
                 );
                 self.pending.insert(
                     req.id,
-                    Pending {
-                        call: id,
-                        remove: Vec::new(),
-                        path: None,
-                        browser: true,
-                        route: None,
-                        stale: None,
-                        callout: Vec::new(),
-                        token: None,
-                        login: Some(Box::new(LoginWait {
+                    login_pending(
+                        id,
+                        LoginWait {
                             state,
                             id_token: None,
-                        })),
-                    },
+                        },
+                    ),
                 );
                 self.counters.callouts += 1;
                 Step::Call(callout)
@@ -583,20 +591,7 @@ impl Engine {
                 if let Some(call) = self.calls.get_mut(&cid) {
                     call.members.push(req);
                 }
-                self.pending.insert(
-                    req,
-                    Pending {
-                        call: cid,
-                        remove: Vec::new(),
-                        path: None,
-                        browser: true,
-                        route: None,
-                        stale: None,
-                        callout: Vec::new(),
-                        token: None,
-                        login: Some(Box::new(wait)),
-                    },
-                );
+                self.pending.insert(req, login_pending(cid, wait));
                 Step::Wait
             }
             Outcome::Invalid(e) => {

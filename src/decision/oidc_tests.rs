@@ -160,8 +160,8 @@ fn start(e: &mut Engine, s: &mut MemStore, path: &str) -> Login {
     }
 }
 
-/// Completes a form_post login; returns the session cookie value.
-fn form_post_login(e: &mut Engine, s: &mut MemStore, l: &Login, token: &str) -> Respond {
+/// The browser's form_post of `token` to the callback: the step it gets.
+fn form_post(e: &mut Engine, s: &mut MemStore, l: &Login, token: &str, now: Millis) -> Step {
     let mut h = get(
         "app.lan",
         "/.barbican/callback",
@@ -178,7 +178,12 @@ fn form_post_login(e: &mut Engine, s: &mut MemStore, l: &Login, token: &str) -> 
         crate::oidc::pct(token),
         crate::oidc::pct(&l.state)
     );
-    respond_of(decide_body(e, s, &h, Some(body.as_bytes()), T0 + 1000))
+    decide_body(e, s, &h, Some(body.as_bytes()), now)
+}
+
+/// Completes a form_post login: the callback's answer.
+fn form_post_login(e: &mut Engine, s: &mut MemStore, l: &Login, token: &str) -> Respond {
+    respond_of(form_post(e, s, l, token, T0 + 1000))
 }
 
 fn session_of(e: &mut Engine, s: &mut MemStore, groups: &[&str]) -> String {
@@ -585,22 +590,8 @@ fn keys_fetched_by_uri_make_the_login_wait() {
     );
     let mut s = MemStore::default();
     let l = start(&mut e, &mut s, "/x");
-    let mut h = get(
-        "app.lan",
-        "/.barbican/callback",
-        Some(&format!("barbican_session_login={}", l.binding)),
-    );
-    h[0].1 = "POST".into();
-    h.push((
-        "content-type".into(),
-        "application/x-www-form-urlencoded".into(),
-    ));
-    let body = format!(
-        "id_token={}&state={}",
-        id_token(&l.nonce, "alice", &[], T0 / 1000 + 300),
-        crate::oidc::pct(&l.state)
-    );
-    let step = decide_body(&mut e, &mut s, &h, Some(body.as_bytes()), T0 + 10);
+    let token = id_token(&l.nonce, "alice", &[], T0 / 1000 + 300);
+    let step = form_post(&mut e, &mut s, &l, &token, T0 + 10);
     assert_eq!(step, Step::Wait);
     let calls = e.take_orphans(T0 + 20);
     assert_eq!(calls.len(), 1);

@@ -365,3 +365,11 @@ def verify_jwts(tokens: Sequence[str], jwks: Mapping[str, Any]) -> list[dict]:
     if p.returncode != 0:
         raise RuntimeError(f"verify.mjs failed: {p.stderr.decode()[:500]}")
     return json.loads(p.stdout)
+
+
+def browser_login(browser: Any, url: str, user: str = "alice") -> Any:
+    """Drive a scripted browser (browser.Browser) from `url` through the provider's login as
+    `user`, back to `url`; asserts it ends on a 200."""
+    r = browser.login(url, user, USERS[user][0])
+    assert r.status == 200, f"{r!r}\nhops: {r.hops}"
+    return r

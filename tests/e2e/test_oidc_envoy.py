@@ -49,15 +49,6 @@ def oidc_config(idp: I.IdpProc, secrets: list[str], client: str = "barbican-code
     }
 
 
-@pytest.fixture(scope="module")
-def idp():
-    p = I.start_idp()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
 def _envoy(wasm, idp, upstream, secrets, client="barbican-code"):
     return H.start_envoy(oidc_config(idp, secrets, client), wasm,
                          clusters={"idp": idp.port, "upstream": upstream.port,
@@ -78,9 +69,7 @@ def browser(envoy) -> B.Browser:
 
 
 def login(b: B.Browser, path: str = "/app/page?x=1", user: str = "alice") -> B.BrowserResponse:
-    r = b.login(f"{APP}{path}", user, I.USERS[user][0])
-    assert r.status == 200, f"{r!r}\nhops: {r.hops}"
-    return r
+    return I.browser_login(b, f"{APP}{path}", user)
 
 
 def seen_headers(r: B.BrowserResponse) -> dict:

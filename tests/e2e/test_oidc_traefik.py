@@ -47,15 +47,6 @@ def oidc_config(idp: I.IdpProc) -> dict:
 
 
 @pytest.fixture(scope="module")
-def idp():
-    p = I.start_idp()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture(scope="module")
 def traefik(idp, upstream):
     plugin = T.require_plugin()
 
@@ -80,9 +71,7 @@ def browser(t) -> B.Browser:
 
 
 def login(b: B.Browser, path: str = "/app/page?x=1", user: str = "alice") -> B.BrowserResponse:
-    r = b.login(f"{APP}{path}", user, I.USERS[user][0])
-    assert r.status == 200, f"{r!r}\nhops: {r.hops}"
-    return r
+    return I.browser_login(b, f"{APP}{path}", user)
 
 
 def test_form_post_login_then_requests_need_no_idp_calls(traefik, idp):
