@@ -8,6 +8,9 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::fmt;
 
+mod oidc;
+pub use oidc::{CookieConfig, OidcConfig, OidcFlow, SameSite, TokenAuth, MIN_SECRET_BYTES};
+
 /// One problem in a configuration: where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -236,6 +239,8 @@ pub struct SessionConfig {
     pub mode: SessionMode,
     #[serde(default)]
     pub forward_auth: Option<ForwardAuthConfig>,
+    #[serde(default)]
+    pub oidc: Option<OidcConfig>,
     #[serde(default)]
     pub cache: CacheConfig,
 }
@@ -656,7 +661,8 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
         None if protected_used => errs.push(ConfigError::new(
             "session",
             "a route uses policy \"protected\" but no session is configured; add \
-             session.mode \"forward_auth\" with session.forward_auth",
+             session.mode \"forward_auth\" with session.forward_auth, or \"oidc\" with \
+             session.oidc",
         )),
         None => {}
         Some(s) => validate_session(s, &mut errs),
@@ -696,10 +702,22 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
 
 fn validate_session(s: &SessionConfig, errs: &mut Vec<ConfigError>) {
     match s.mode {
-        SessionMode::Oidc => errs.push(ConfigError::new(
-            "session.mode",
-            "\"oidc\" sessions are not available in this version; use \"forward_auth\"",
-        )),
+        SessionMode::Oidc => match &s.oidc {
+            None => errs.push(ConfigError::new(
+                "session.oidc",
+                "required when session.mode is \"oidc\": give at least issuer, client_id, \
+                 authorization_endpoint, redirect_uri and secrets",
+            )),
+            Some(o) => {
+                oidc::validate(o, errs);
+                if s.forward_auth.is_some() {
+                    errs.push(ConfigError::new(
+                        "session.forward_auth",
+                        "session.mode is \"oidc\": remove forward_auth (one session mode at a time)",
+                    ));
+                }
+            }
+        },
         SessionMode::ForwardAuth => {
             if s.forward_auth.is_none() {
                 errs.push(ConfigError::new(
@@ -1319,9 +1337,121 @@ mod tests {
     }
 
     #[test]
-    fn oidc_mode_is_refused_for_now() {
+    fn oidc_sessions_need_a_config_and_a_long_secret() {
         let e = errs(r#"{"session":{"mode":"oidc"}}"#);
-        assert!(e[0].starts_with("session.mode:"), "{e:?}");
+        assert!(e[0].starts_with("session.oidc: required"), "{e:?}");
+        let base = r#""issuer":"http://idp","client_id":"c","authorization_endpoint":"http://idp/auth",
+            "token_endpoint":"http://idp/token","cluster":"idp","redirect_uri":"https://app.lan/cb""#;
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{{base}}}}}}}"#
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("session.oidc.secrets: required"), "{e:?}");
+        assert!(e[0].contains("no default"), "{e:?}");
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{{base},"secrets":["short","{}","{}"]}}}}}}"#,
+            "x".repeat(32),
+            "y".repeat(40)
+        ));
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.oidc.secrets: give the current"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("session.oidc.secrets[0]: is 5 bytes; at least 32"),
+            "{joined}"
+        );
+        let ok = format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{{base},"secrets":["{}"]}}}},
+                "routes":[{{"match":{{"path_prefix":"/"}},"policy":"protected"}}]}}"#,
+            "x".repeat(32)
+        );
+        assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
+    }
+
+    #[test]
+    fn oidc_fields_are_checked() {
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"","client_id":"c",
+                "authorization_endpoint":"javascript:x","redirect_uri":"https://app.lan/cb?x=1",
+                "logout_path":"//x","scopes":["profile"],"cookie":{{"name":"a b","secure":false,"same_site":"None","domain":"other.lan"}},
+                "domains":["*"],"lifetime_s":1,"secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        let joined = e.join("\n");
+        for want in [
+            "session.oidc.issuer: must not be empty",
+            "session.oidc.authorization_endpoint: must be an http(s) URL",
+            "session.oidc.redirect_uri: must be an absolute",
+            "session.oidc.logout_path: must be a path",
+            "session.oidc.token_endpoint: required for flow \"code\"",
+            "session.oidc.cluster: required for flow \"code\"",
+            "session.oidc.scopes: must include \"openid\"",
+            "session.oidc.cookie.name: must be a valid cookie name",
+            "session.oidc.cookie.same_site: \"None\" needs cookie.secure",
+            "session.oidc.domains[0]:",
+            "session.oidc.cookie.domain: must cover the redirect URI's host",
+            "session.oidc.lifetime_s: must be between 60",
+        ] {
+            assert!(joined.contains(want), "{want} not in:\n{joined}");
+        }
+        // form_post needs neither a token endpoint nor a secret, but keys.
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "client_secret":"s","authorization_endpoint":"http://idp/auth",
+                "redirect_uri":"https://app.lan/cb","secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.oidc.client_secret: flow \"form_post\" uses no client secret"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("session.oidc.jwks: give the provider's keys"),
+            "{joined}"
+        );
+        assert!(!joined.contains("token_endpoint"), "{joined}");
+        // A key file is read by hosts for jwt.providers only: refused here, not ignored.
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "authorization_endpoint":"http://idp/auth","jwks":{{"file":"/k.json"}},
+                "redirect_uri":"https://app.lan/cb","secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        assert!(
+            e.iter()
+                .any(|x| x
+                    .starts_with("session.oidc.jwks.file: session keys cannot come from a file")),
+            "{e:?}"
+        );
+        // Return hosts the cookie cannot reach would loop through the provider.
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "authorization_endpoint":"http://idp/auth","jwks":{{"inline":{{"keys":[]}}}},
+                "redirect_uri":"https://auth.lan/cb","domains":["auth.lan","*.lan","x.corp"],
+                "secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        let joined = e.join("\n");
+        assert!(
+            joined.contains("session.oidc.domains[1]: \"*.lan\" is not the redirect URI's host"),
+            "{joined}"
+        );
+        assert!(!joined.contains("domains[0]"), "{joined}");
+        let e = errs(&format!(
+            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
+                "authorization_endpoint":"http://idp/auth","jwks":{{"inline":{{"keys":[]}}}},
+                "redirect_uri":"https://auth.lan/cb","domains":["auth.lan","*.lan","x.corp"],
+                "cookie":{{"domain":".lan"}},"secrets":["{}"]}}}}}}"#,
+            "x".repeat(32)
+        ));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[1].starts_with("session.oidc.domains[2]: \"x.corp\" is outside cookie.domain"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct Request<'a> {
     /// The connection's peer address (Envoy's `source.address`). Hosts need to supply it
     /// only when [`Engine::needs_peer`] says a rule uses it.
     pub peer: Option<std::net::IpAddr>,
+    /// The request body, when [`Engine::wants_body`] asked the host for it (the browser's
+    /// form_post at the end of an OIDC login); `None` otherwise.
+    pub body: Option<&'a [u8]>,
 }
 
 /// Counters the host exports as metrics. Drained with [`Engine::take_counters`].
@@ -130,6 +133,8 @@ struct Pending {
     callout: Vec<(String, String)>,
     /// api requests waiting for a key set: the token to verify once it arrives.
     token: Option<String>,
+    /// An OIDC login waiting for the token endpoint or the provider's key set.
+    login: Option<Box<oidc::LoginWait>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +171,8 @@ enum Purpose {
     /// Fetching provider `i`'s discovery document to find its key set.
     Discovery(usize),
     Introspection,
+    /// The OIDC code exchange at the token endpoint.
+    TokenExchange,
 }
 
 /// The decision engine for one worker.
@@ -185,6 +192,7 @@ pub struct Engine {
     next_call: CallId,
     counters: Counters,
     api: api::Api,
+    oidc: Option<oidc::Oidc>,
 }
 
 const BODY_400: &str = "Bad Request\n";
@@ -223,6 +231,23 @@ impl Engine {
         let fa = session
             .and_then(|s| s.forward_auth.as_ref())
             .map(ForwardAuth::new);
+        let mut api = api::Api::new(cfg)?;
+        let family = api.family;
+        let oidc = match session.and_then(|s| s.oidc.as_ref()) {
+            Some(o) if session.is_some_and(|s| s.mode == crate::config::SessionMode::Oidc) => {
+                let i = api.providers.len();
+                api.providers
+                    .push(crate::tokens::Provider::new(i, &oidc::provider_config(o)));
+                let local = usize::try_from(cache_cfg.local_max_entries).unwrap_or(0);
+                Some(oidc::Oidc::new(o, i, family, local).ok_or_else(|| {
+                    vec![ConfigError {
+                        path: "session.oidc".into(),
+                        problem: "could not be compiled".into(),
+                    }]
+                })?)
+            }
+            _ => None,
+        };
         let per_path = cache_cfg.per_path.unwrap_or_else(|| {
             fa.as_ref()
                 .is_some_and(|f| matches!(f.dialect, Dialect::Authelia | Dialect::Custom))
@@ -251,7 +276,8 @@ impl Engine {
             by_key: HashMap::new(),
             next_call: 1,
             counters: Counters::default(),
-            api: api::Api::new(cfg)?,
+            api,
+            oidc,
         })
     }
 
@@ -311,6 +337,20 @@ impl Engine {
             .or_else(|| header(headers, "host"))
             .unwrap_or("");
         let host = normalize_host(authority);
+        // Barbican's own OIDC endpoints (redirect URI, logout) come before any rule; they
+        // answer the browser themselves and never reach an upstream.
+        if self.oidc.is_some() {
+            if let Some(step) = self.oidc_endpoint(
+                req,
+                now,
+                store,
+                &host,
+                &norm.match_path,
+                norm.query.as_deref(),
+            ) {
+                return step;
+            }
+        }
         let idx = route::find(&self.routes, &host, &norm.match_path, method, |n| {
             header(headers, n).is_some()
         });
@@ -379,6 +419,20 @@ impl Engine {
                     });
                 }
                 let browser = is_browser(method, headers);
+                if self.oidc.is_some() {
+                    let scheme = request_scheme(headers);
+                    let ctx = oidc::ProtectedCtx {
+                        route: idx,
+                        browser,
+                        remove,
+                        path,
+                        scheme,
+                        authority,
+                        host: &host,
+                        path_and_query: &pq,
+                    };
+                    return self.oidc_protected(req, now, store, ctx);
+                }
                 // A sign-out's own answer is never cached or shared: the session is ending.
                 let key = if signing_out {
                     None
@@ -458,12 +512,7 @@ impl Engine {
             }
         }
         self.counters.cache_miss += 1;
-        let scheme = header(headers, "x-forwarded-proto")
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|s| *s == "http" || *s == "https")
-            .or_else(|| header(headers, ":scheme"))
-            .unwrap_or("http");
+        let scheme = request_scheme(headers);
         let original = Original {
             method: ctx.method,
             scheme,
@@ -483,6 +532,7 @@ impl Engine {
             stale,
             callout: callout_headers.clone(),
             token: None,
+            login: None,
         };
         if let Some(cid) = key.as_deref().and_then(|k| self.by_key.get(k)).copied() {
             if let Some(call) = self.calls.get_mut(&cid) {
@@ -620,14 +670,21 @@ impl Engine {
     }
 
     fn groups_ok(&self, route: Option<usize>, identity: &[(String, String)]) -> bool {
+        let Some(fa) = &self.fa else {
+            return self.groups_match(route, &[]);
+        };
+        let has: Vec<&str> = fa.groups(identity).collect();
+        self.groups_match(route, &has)
+    }
+
+    /// Whether a user in groups `has` meets the route's `require_groups`.
+    fn groups_match(&self, route: Option<usize>, has: &[&str]) -> bool {
         let Some(r) = route.and_then(|i| self.routes.get(i)) else {
             return true;
         };
         if r.require_groups.is_empty() {
             return true;
         }
-        let Some(fa) = &self.fa else { return false };
-        let has: Vec<&str> = fa.groups(identity).collect();
         match r.groups_match {
             GroupsMatch::Any => r.require_groups.iter().any(|g| has.contains(&g.as_str())),
             GroupsMatch::All => r.require_groups.iter().all(|g| has.contains(&g.as_str())),
@@ -667,6 +724,7 @@ impl Engine {
             Purpose::Jwks(i) => return self.on_jwks(call, i, status, body, now, store),
             Purpose::Discovery(i) => return self.on_discovery(call, i, status, body, now),
             Purpose::Introspection => return self.on_introspection(call, status, body, now, store),
+            Purpose::TokenExchange => return self.on_token_response(call, status, body, now),
         }
         if let Some(k) = &call.key {
             if self.by_key.get(k) == Some(&id) {
@@ -914,6 +972,17 @@ fn shareable(v: &Verdict, browser: bool, origin_browser: bool) -> bool {
     }
 }
 
+/// The scheme the client used: the first X-Forwarded-Proto when it says http or https (a
+/// proxy in front terminated TLS), else `:scheme`.
+fn request_scheme(headers: &[(String, String)]) -> &str {
+    header(headers, "x-forwarded-proto")
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|s| *s == "http" || *s == "https")
+        .or_else(|| header(headers, ":scheme"))
+        .unwrap_or("http")
+}
+
 /// What `protected` needs to know about the request beyond its headers.
 struct Ctx<'a> {
     route: Option<usize>,
@@ -966,5 +1035,8 @@ fn is_browser(method: &str, headers: &[(String, String)]) -> bool {
 mod api;
 #[cfg(test)]
 mod api_tests;
+mod oidc;
+#[cfg(test)]
+mod oidc_tests;
 #[cfg(test)]
 mod tests;

@@ -131,6 +131,8 @@ pub struct Claims {
     pub email: Option<String>,
     pub name: Option<String>,
     pub client_id: Option<String>,
+    /// OpenID Connect id_tokens: the login's nonce.
+    pub nonce: Option<String>,
     pub exp: u64,
     pub scopes: Vec<String>,
     pub groups: Vec<String>,
@@ -384,6 +386,7 @@ fn check_claims(c: &Map<String, Value>, v: &Validation, now: u64) -> Result<Clai
         email: string(c, "email"),
         name: string(c, "name"),
         client_id: string(c, "client_id").or_else(|| string(c, "azp")),
+        nonce: string(c, "nonce"),
         exp,
         scopes,
         groups: strings(c.get(&v.groups_claim), false),

@@ -33,7 +33,9 @@ pub mod idp;
 pub mod jwks;
 pub mod jwt;
 pub mod net;
+pub mod oidc;
 pub mod route;
+pub mod seal;
 pub mod tokens;
 
 #[cfg(all(feature = "envoy", target_arch = "wasm32"))]

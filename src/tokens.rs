@@ -202,8 +202,10 @@ pub fn providers(c: Option<&JwtConfig>) -> Vec<Provider> {
     .unwrap_or_default()
 }
 
-/// What verification said.
+/// What verification said. (Short-lived, returned by value: boxing the claims would only
+/// add an allocation per verification.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Verified by provider `.1`.
     Valid(Claims, usize),
@@ -478,7 +480,7 @@ pub fn extract<'a>(
     Ok(None)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -176,6 +176,7 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
             id: 1,
             headers: &all,
             peer,
+            body: None,
         },
         now,
         &mut store,

@@ -36,7 +36,7 @@ pub(super) struct Api {
     pub(super) providers: Vec<Provider>,
     introspection: Option<IntrospectionConfig>,
     trusted: Vec<Cidr>,
-    family: Family,
+    pub(super) family: Family,
     /// Verified tokens by the whole token (per worker).
     tokens: LocalCache<TokenInfo>,
 }
@@ -340,6 +340,7 @@ impl Engine {
                         stale: None,
                         callout: Vec::new(),
                         token: Some(token),
+                        login: None,
                     };
                     self.pending.insert(req.id, p);
                     return Step::Wait;
@@ -472,6 +473,7 @@ impl Engine {
             stale: None,
             callout: Vec::new(),
             token: None,
+            login: None,
         };
         if let Some(&cid) = self.by_key.get(&material) {
             if let Some(call) = self.calls.get_mut(&cid) {
@@ -659,7 +661,7 @@ impl Engine {
 
     /// The key-set fetch in flight for provider `i`, or a new one for the root context to
     /// dispatch (it is orphaned until then: [`Engine::take_orphans`]).
-    fn jwks_call(&mut self, i: usize, now: Millis) -> CallId {
+    pub(super) fn jwks_call(&mut self, i: usize, now: Millis) -> CallId {
         if let Some((id, _)) = self
             .calls
             .iter()
@@ -804,6 +806,10 @@ impl Engine {
             let Some(p) = self.pending.remove(&m) else {
                 continue;
             };
+            if let Some(wait) = p.login {
+                out.push((m, self.finish_login(m, *wait, now, false)));
+                continue;
+            }
             let Some(token) = p.token else { continue };
             let rule = Arc::clone(self.api.rule(p.route));
             let step = match tokens::verify(
@@ -876,7 +882,7 @@ fn jwks_slot(i: usize) -> String {
     format!("barbican.jwks.{i}")
 }
 
-fn jwt_reason(e: crate::jwt::JwtError) -> &'static str {
+pub(super) fn jwt_reason(e: crate::jwt::JwtError) -> &'static str {
     use crate::jwt::JwtError as E;
     match e {
         E::TooLong => "jwt_too_long",

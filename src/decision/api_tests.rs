@@ -55,6 +55,7 @@ fn decide(
             id,
             headers: h,
             peer: None,
+            body: None,
         },
         now,
         s,

@@ -146,6 +146,7 @@ fn decide(e: &mut Engine, s: &mut MemStore, id: ReqId, headers: &Headers, now: M
             id,
             headers,
             peer: None,
+            body: None,
         },
         now,
         s,

@@ -52,6 +52,26 @@ fn now() -> Millis {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Per-VM data for the login generator (see `seal::Entropy`): the clock in nanoseconds, the
+/// host's randomness (WASI `random_get`, through std's hasher keys), the context id and a
+/// heap address. The operator's secret is what makes the output unpredictable; this keeps
+/// the workers' sequences apart.
+fn instance_seed(context_id: u32) -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(nanos);
+    let probe = Box::new(0u8);
+    let mut seed = nanos.to_le_bytes().to_vec();
+    seed.extend_from_slice(&h.finish().to_le_bytes());
+    seed.extend_from_slice(&context_id.to_le_bytes());
+    seed.extend_from_slice(&(std::ptr::addr_of!(*probe) as usize).to_le_bytes());
+    seed
+}
+
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
@@ -247,7 +267,7 @@ impl RootContext for Root {
                 Err(files)
             }
         });
-        let engine = match built {
+        let mut engine = match built {
             Ok(e) => e,
             Err(errors) => {
                 for e in &errors {
@@ -263,6 +283,7 @@ impl RootContext for Root {
                 return false;
             }
         };
+        engine.seed(&instance_seed(self.context_id));
         let mut metrics = Vec::new();
         for (name, _) in Counters::default().iter() {
             if let Ok(id) =
@@ -377,6 +398,7 @@ impl HttpContext for Http {
                     id: self.id,
                     headers: &headers,
                     peer,
+                    body: None,
                 },
                 t,
                 &mut HostStore,

@@ -48,6 +48,17 @@ def upstream():
 
 
 @pytest.fixture(scope="module")
+def idp():
+    """The test OpenID provider (servers/oidc: npm oidc-provider), one per module."""
+    import idp as I
+    p = I.start_idp()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
 def barbican(wasm, outpost, upstream):
     """Envoy + Barbican with the default plugin configuration and the hardened HCM."""
     env = harness.start_envoy(harness.default_plugin_config(), wasm,

@@ -1,5 +1,8 @@
 """The test OpenID provider (servers/oidc/server.mjs, npm `oidc-provider`) for the API-token
-end-to-end tests: start it, get tokens by client_credentials, introspect, revoke, rotate keys.
+end-to-end tests: start it, get tokens by client_credentials, introspect, revoke, rotate keys;
+and for the session tests (Barbican as OpenID relying party): end users alice/bob, clients
+barbican-code / barbican-code-post / barbican-implicit, authorization URLs, code exchange,
+end-session URLs. Drive logins with browser.Browser (tests/e2e/browser.py).
 
 Install its node modules first (the Makefile does it):
     npm ci --prefix tests/e2e/servers/oidc --no-audit --no-fund
@@ -8,8 +11,10 @@ Install its node modules first (the Makefile does it):
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -38,6 +43,33 @@ CLIENTS: dict[str, tuple[str, list[str] | None]] = {
     "barbican-introspector-post": ("post", None),
 }
 INTROSPECTOR = "barbican-introspector"
+
+# --- end users and relying-party clients (Barbican's native OIDC sessions) ---------------
+# username -> (password, the claims the IdP releases for scopes openid profile email groups)
+USERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "alice": ("alice-password", {
+        "sub": "alice", "preferred_username": "alice", "name": "Alice Liddell",
+        "email": "alice@example.test", "email_verified": True, "groups": ["admins", "users"]}),
+    "bob": ("bob-password", {
+        "sub": "bob", "preferred_username": "bob", "name": "Bob",
+        "email": "bob@example.test", "email_verified": True, "groups": ["users"]}),
+}
+# client id -> (token endpoint auth "basic" | "post" | "none", secret, id_token alg)
+RP_CLIENTS: dict[str, tuple[str, str | None, str]] = {
+    "barbican-code": ("basic", "barbican-code-secret", "ES256"),
+    "barbican-code-post": ("post", "barbican-code-post-secret", "RS256"),
+    "barbican-implicit": ("none", None, "ES256"),
+}
+CALLBACK = "http://app.test/.barbican/callback"
+CALLBACK_8080 = "http://app.test:8080/.barbican/callback"
+POST_LOGOUT_URIS = ("http://app.test/", "http://app.test/bye")
+RP_SCOPE = "openid profile email groups"
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge)."""
+    verifier = b64url(os.urandom(32))
+    return verifier, b64url(hashlib.sha256(verifier.encode()).digest())
 
 
 def secret(client: str) -> str:
@@ -181,12 +213,65 @@ class IdpProc(H.ServerProc):
         if r.status != 200:
             raise RuntimeError(f"idp revocation: {r.status} {r.body[:300]!r}")
 
+    # --- relying party (authorization code / implicit) ----------------------------------
+    def authorize_url(self, client: str = "barbican-code", *, redirect_uri: str = CALLBACK,
+                      scope: str = RP_SCOPE, state: str | None = None,
+                      nonce: str | None = None, code_challenge: str | None = None,
+                      response_type: str | None = None, response_mode: str | None = None,
+                      **extra: str) -> str:
+        """An authorization request URL. response_type defaults to the client's ("code" or
+        "id_token"; the implicit client gets response_mode=form_post by default)."""
+        implicit = RP_CLIENTS[client][0] == "none" if client in RP_CLIENTS else False
+        q = {"client_id": client,
+             "response_type": response_type or ("id_token" if implicit else "code"),
+             "redirect_uri": redirect_uri, "scope": scope}
+        if response_mode or implicit:
+            q["response_mode"] = response_mode or "form_post"
+        for k, v in (("state", state), ("nonce", nonce), ("code_challenge", code_challenge)):
+            if v is not None:
+                q[k] = v
+        if code_challenge is not None:
+            q["code_challenge_method"] = "S256"
+        q.update(extra)
+        return self.discovery()["authorization_endpoint"] + "?" + urllib.parse.urlencode(q)
+
+    def exchange_code(self, code: str, client: str = "barbican-code", *,
+                      redirect_uri: str = CALLBACK, code_verifier: str | None = None,
+                      auth: str | None = None, client_secret: str | None = None) -> HttpResult:
+        """POST grant_type=authorization_code with the client's auth (basic | post)."""
+        auth = auth or RP_CLIENTS[client][0]
+        pw = client_secret if client_secret is not None else RP_CLIENTS[client][1]
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier is not None:
+            form["code_verifier"] = code_verifier
+        headers = {}
+        if auth == "basic":
+            headers["Authorization"] = basic(client, pw)
+        else:
+            form["client_id"] = client
+            if auth == "post":
+                form["client_secret"] = pw or ""
+        return self.http("POST", self.endpoint_path("token_endpoint"), form=form,
+                         headers=headers)
+
+    def end_session_url(self, *, client_id: str | None = None,
+                        post_logout_redirect_uri: str | None = None,
+                        id_token_hint: str | None = None, state: str | None = None) -> str:
+        q = {k: v for k, v in (("client_id", client_id), ("id_token_hint", id_token_hint),
+                               ("post_logout_redirect_uri", post_logout_redirect_uri),
+                               ("state", state)) if v is not None}
+        url = self.discovery()["end_session_endpoint"]
+        return url + ("?" + urllib.parse.urlencode(q) if q else "")
+
     # --- test control -------------------------------------------------------------------
     def stats(self) -> dict:
         return self._call("GET", "/__test/stats")
 
     def count(self, what: str) -> int:
-        """Requests seen so far: "jwks", "introspection", "token", "discovery", ..."""
+        """Requests seen so far: "jwks", "introspection", "token", "discovery",
+        "authorization" (GET/POST /auth), "login" (successful logins), "login_failed",
+        "token_code" (token requests with grant_type=authorization_code), "end_session"
+        (GET/POST /session/end), "other", "test"."""
         return self.stats()[what]
 
     def reset(self) -> None:
@@ -254,10 +339,17 @@ def require_node_modules() -> None:
 
 
 def start_idp(*, generations: int = 3, quiet: bool = True,
-              extra_args: Sequence[str] = ()) -> IdpProc:
+              extra_args: Sequence[str] = (), redirect_uris: Sequence[str] = (),
+              post_logout_redirect_uris: Sequence[str] = ()) -> IdpProc:
+    """Start the test IdP; `redirect_uris` / `post_logout_redirect_uris` are registered for
+    every relying-party client in addition to the built-in ones."""
     require_node_modules()
     cmd = [node_binary(), str(OIDC_DIR / "server.mjs"), "--port", "0",
            "--generations", str(generations), *extra_args]
+    for u in redirect_uris:
+        cmd += ["--redirect-uri", u]
+    for u in post_logout_redirect_uris:
+        cmd += ["--post-logout-redirect-uri", u]
     if quiet:
         cmd.append("--quiet")
     proc = IdpProc("idp", cmd, cwd=OIDC_DIR)
@@ -273,3 +365,11 @@ def verify_jwts(tokens: Sequence[str], jwks: Mapping[str, Any]) -> list[dict]:
     if p.returncode != 0:
         raise RuntimeError(f"verify.mjs failed: {p.stderr.decode()[:500]}")
     return json.loads(p.stdout)
+
+
+def browser_login(browser: Any, url: str, user: str = "alice") -> Any:
+    """Drive a scripted browser (browser.Browser) from `url` through the provider's login as
+    `user`, back to `url`; asserts it ends on a 200."""
+    r = browser.login(url, user, USERS[user][0])
+    assert r.status == 200, f"{r!r}\nhops: {r.hops}"
+    return r

@@ -78,15 +78,6 @@ def bare_idp():
 
 
 @pytest.fixture(scope="module")
-def idp():
-    p = I.start_idp()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture(scope="module")
 def cold_api(wasm, idp, upstream):
     """Envoy + Barbican (api_config) with clusters `idp` and `upstream`, no request sent yet.
     harness.start_envoy always routes /outpost.goauthentik.io/ to a cluster named `outpost`,

@@ -169,3 +169,293 @@ def test_upstream_echo_and_websocket(upstream):
     ws.send_text("__headers__")
     assert json.loads(ws.recv_text())["headers"]["x-test"] == ["1"]
     assert ws.close() == 1000
+
+
+# ---------------------------------------------------------------------------------------
+# The test OpenID provider as the relying party (Barbican's native sessions) sees it, driven
+# by the scripted browser. No Barbican here: app.test is not mapped, so every chain stops at
+# the callback URL, which the browser refuses to fetch.
+# ---------------------------------------------------------------------------------------
+
+import time  # noqa: E402
+
+import browser as B  # noqa: E402
+import idp as I  # noqa: E402
+
+EXTRA_CALLBACK = "http://app.test:18080/.barbican/callback"
+
+
+@pytest.fixture(scope="module")
+def rp_idp():
+    p = I.start_idp(redirect_uris=[EXTRA_CALLBACK])
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def callback_params(url: str) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+def assert_id_token(idp, token: str, client: str, nonce: str, user: str = "alice") -> dict:
+    alg = I.RP_CLIENTS[client][2]
+    header, claims = I.jwt_header(token), I.jwt_payload(token)
+    assert header["alg"] == alg and header["kid"] == idp.keys()["signing_kids"][alg], header
+    [v] = I.verify_jwts([token], idp.jwks())
+    assert v["ok"], v
+    assert claims["iss"] == idp.base and claims["aud"] == client and claims["nonce"] == nonce
+    assert claims["exp"] > time.time() > claims["iat"] - 5
+    # the scope claims are IN the ID token (conformIdTokenClaims: false)
+    for k, want in I.USERS[user][1].items():
+        assert claims[k] == want, (k, claims)
+    return claims
+
+
+def code_login(idp, b: B.Browser, client: str, user: str = "alice",
+               redirect_uri: str = I.CALLBACK) -> tuple[B.BrowserResponse, str, str]:
+    """Authorization code + PKCE through the browser; returns (final response, code,
+    verifier). The chain stops at the callback (app.test unmapped)."""
+    verifier, challenge = I.pkce_pair()
+    url = idp.authorize_url(client, redirect_uri=redirect_uri, state=f"st-{client}",
+                            nonce=f"n-{client}", code_challenge=challenge)
+    r = b.login(url, user, I.USERS[user][0])
+    assert r.refused and r.refused.startswith(redirect_uri + "?"), r.hops
+    q = callback_params(r.refused)
+    assert q["state"] == f"st-{client}" and q["iss"] == idp.base, q
+    return r, q["code"], verifier
+
+
+def test_rp_code_flow_client_secret_basic_es256(rp_idp):
+    b = B.Browser()
+    r, code, verifier = code_login(rp_idp, b, "barbican-code")
+    assert [h.status for h in r.hops] == [303, 200, 303, 303], r.hops  # auth, form, login, resume
+    assert r.hops[1].url.startswith(rp_idp.base + "/interaction/")
+    assert r.hops[-1].location == r.refused
+    t = rp_idp.exchange_code(code, "barbican-code", code_verifier=verifier)
+    assert t.status == 200, t
+    body = t.json()
+    assert body["token_type"] == "Bearer" and body["scope"] == I.RP_SCOPE
+    assert_id_token(rp_idp, body["id_token"], "barbican-code", "n-barbican-code")
+    # a code is single-use
+    again = rp_idp.exchange_code(code, "barbican-code", code_verifier=verifier)
+    assert again.status == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_rp_code_flow_client_secret_post_rs256_and_extra_redirect_uri(rp_idp):
+    b = B.Browser()
+    _, code, verifier = code_login(rp_idp, b, "barbican-code-post", "bob",
+                                   redirect_uri=EXTRA_CALLBACK)
+    # a wrong secret is refused (and does not consume the code). NB: oidc-provider takes
+    # client_secret_basic and client_secret_post as the same method: either one works.
+    bad = rp_idp.exchange_code(code, "barbican-code-post", redirect_uri=EXTRA_CALLBACK,
+                               code_verifier=verifier, client_secret="nope")
+    assert bad.status == 401 and bad.json()["error"] == "invalid_client", bad
+    t = rp_idp.exchange_code(code, "barbican-code-post", redirect_uri=EXTRA_CALLBACK,
+                             code_verifier=verifier)
+    assert t.status == 200, t
+    c = assert_id_token(rp_idp, t.json()["id_token"], "barbican-code-post",
+                        "n-barbican-code-post", "bob")
+    assert c["groups"] == ["users"] and c["name"] == "Bob"
+
+
+def test_rp_pkce_is_required_and_checked(rp_idp):
+    b = B.Browser()
+    url = rp_idp.authorize_url("barbican-code", state="s", nonce="n")  # no code_challenge
+    r = b.follow(url)
+    q = callback_params(r.refused)
+    assert q["error"] == "invalid_request" and "PKCE" in q["error_description"], q
+    _, code, _ = code_login(rp_idp, b, "barbican-code")
+    wrong, _ = I.pkce_pair()
+    t = rp_idp.exchange_code(code, "barbican-code", code_verifier=wrong)
+    assert t.status == 400 and t.json()["error"] == "invalid_grant", t
+
+
+def test_rp_implicit_form_post(rp_idp):
+    b = B.Browser()
+    url = rp_idp.authorize_url("barbican-implicit", state="st-i", nonce="n-i")
+    assert "response_mode=form_post" in url and "response_type=id_token" in url
+    r = b.follow(url)
+    r = b.submit_login(r, "alice", "alice-password")
+    # the provider answers the form_post page itself (200, self-submitting form)
+    assert r.status == 200 and r.refused is None, r.hops
+    f = B.auto_form(r)
+    assert f is not None and f.action == I.CALLBACK and f.method == "POST"
+    assert sorted(k for k, _ in f.fields) == ["id_token", "state"], f.fields
+    assert f.get("state") == "st-i"
+    assert_id_token(rp_idp, f.get("id_token"), "barbican-implicit", "n-i")
+    # login() stops there as well: submitting would POST to the unmapped app.test
+    with pytest.raises(B.UnmappedHost):
+        b.submit_auto_form(r)
+    # nonce is required for response_type=id_token; the error is form_post-ed to the
+    # callback too, from a page answered with status 400
+    r = B.Browser().follow(rp_idp.authorize_url("barbican-implicit", state="s"))
+    f = B.auto_form(r)
+    assert r.status == 400 and f is not None and f.action == I.CALLBACK, r
+    assert f.get("error") == "invalid_request" and "nonce" in f.get("error_description")
+    assert f.get("state") == "s" and f.get("id_token") is None
+
+
+def test_rp_wrong_password_shows_the_form_again(rp_idp):
+    rp_idp.reset()
+    b = B.Browser()
+    verifier, challenge = I.pkce_pair()
+    url = rp_idp.authorize_url("barbican-code", state="s", nonce="n", code_challenge=challenge)
+    r = b.login(url, "alice", "bob-password")
+    assert r.status == 200 and r.refused is None
+    assert "Invalid username or password" in r.text and b.login_form(r) is not None
+    assert r.header("X-Test-IdP-Page") == "login"
+    assert not any(h.location and h.location.startswith("http://app.test") for h in r.hops)
+    r2 = b.login(url, "mallory", "x")  # unknown user: same answer
+    assert r2.status == 200 and "Invalid username or password" in r2.text
+    s = rp_idp.stats()
+    assert (s["login"], s["login_failed"], s["authorization"]) == (0, 2, 2), s
+    # the same page's form still works with the right password
+    r3 = b.submit_login(r, "alice", "alice-password")
+    assert r3.refused and callback_params(r3.refused)["state"] == "s"
+
+
+def test_rp_sso_and_counters(rp_idp):
+    rp_idp.reset()
+    b = B.Browser()
+    _, code, verifier = code_login(rp_idp, b, "barbican-code")
+    assert rp_idp.exchange_code(code, code_verifier=verifier).status == 200
+    s = rp_idp.stats()
+    assert {k: s[k] for k in ("authorization", "login", "token_code", "token", "end_session")} \
+        == {"authorization": 1, "login": 1, "token_code": 1, "token": 1, "end_session": 0}, s
+    assert b.cookie_attrs("127.0.0.1", "_session")["httponly"]
+    # same browser, same client: no login form, straight to the callback
+    r, code2, verifier2 = code_login(rp_idp, b, "barbican-code")
+    assert len(r.hops) == 1 and r.hops[0].status == 303, r.hops
+    # same browser, another client (another grant): still no form
+    r = b.follow(rp_idp.authorize_url("barbican-implicit", state="s2", nonce="n2"))
+    assert r.status == 200 and B.auto_form(r) is not None, r.hops
+    assert I.jwt_payload(B.auto_form(r).get("id_token"))["sub"] == "alice"
+    s = rp_idp.stats()
+    assert (s["authorization"], s["login"], s["token_code"]) == (3, 1, 1), s
+    # prompt=login asks again despite the session
+    r = b.follow(rp_idp.authorize_url("barbican-code", state="s", nonce="n", prompt="login",
+                                      code_challenge=I.pkce_pair()[1]))
+    assert r.header("X-Test-IdP-Page") == "login"
+    # a fresh browser has no IdP session: the form again
+    r = B.Browser().follow(rp_idp.authorize_url("barbican-code", state="s", nonce="n",
+                                                code_challenge=I.pkce_pair()[1]))
+    assert r.header("X-Test-IdP-Page") == "login"
+    rp_idp.reset()
+    assert all(rp_idp.stats()[k] == 0 for k in ("authorization", "login", "token_code",
+                                                 "end_session", "login_failed"))
+
+
+def test_rp_end_session_redirects_to_post_logout_uri(rp_idp):
+    b = B.Browser()
+    _, code, verifier = code_login(rp_idp, b, "barbican-code")
+    id_token = rp_idp.exchange_code(code, code_verifier=verifier).json()["id_token"]
+    rp_idp.reset()
+    # client_id + post_logout_redirect_uri (+ state): one self-submitting form, then 303
+    r = b.logout(rp_idp.end_session_url(client_id="barbican-code", state="bye-1",
+                                        post_logout_redirect_uri="http://app.test/bye"))
+    assert r.refused == "http://app.test/bye?state=bye-1", r.hops
+    assert [(h.method, h.status) for h in r.hops] == [("GET", 200), ("POST", 303)]
+    assert r.hops[1].url == rp_idp.base + "/session/end/confirm"
+    assert b.cookie("127.0.0.1", "_session") is None  # the IdP session is gone
+    assert rp_idp.stats()["end_session"] == 1
+    # so the next authorization asks for the password again
+    r = b.follow(rp_idp.authorize_url("barbican-code", state="s", nonce="n",
+                                      code_challenge=I.pkce_pair()[1]))
+    assert r.header("X-Test-IdP-Page") == "login"
+    # id_token_hint works too; without an IdP session the provider's own auto form comes
+    r = b.logout(rp_idp.end_session_url(id_token_hint=id_token,
+                                        post_logout_redirect_uri="http://app.test/"))
+    assert r.refused == "http://app.test/", r.hops
+    # an unregistered post_logout_redirect_uri is an error page, no redirect
+    r = b.logout(rp_idp.end_session_url(client_id="barbican-code",
+                                        post_logout_redirect_uri="http://evil.test/"))
+    assert r.status == 400 and r.refused is None
+    # without client_id / id_token_hint the post_logout_redirect_uri is ignored
+    r = b.logout(rp_idp.end_session_url(post_logout_redirect_uri="http://app.test/bye"))
+    assert r.status == 200 and r.header("X-Test-IdP-Page") == "logged-out", r.hops
+
+
+def test_rp_id_tokens_follow_key_rotation():
+    p = I.start_idp(generations=2)
+    try:
+        b = B.Browser()
+        p.rotate()
+        _, code, verifier = code_login(p, b, "barbican-code")
+        tok = p.exchange_code(code, code_verifier=verifier).json()["id_token"]
+        assert I.jwt_header(tok)["kid"] == "es256-g1"
+        assert_id_token(p, tok, "barbican-code", "n-barbican-code")
+    finally:
+        p.stop()
+
+
+# --- the browser's own rules ----------------------------------------------------------
+
+def test_browser_cookie_jar_rules():
+    j = B.CookieJar()
+    now = 1_000_000.0
+    j.set_from_header("app.test", "/a/b", "s=1; Secure; HttpOnly; SameSite=None; Max-Age=60",
+                      now)
+    j.set_from_header("app.test", "/a/b", "p=2", now)                    # default path /a
+    j.set_from_header("app.test", "/", "d=3; Domain=.app.test; Path=/", now)
+    j.set_from_header("app.test", "/", "x=4; Domain=other.test", now)     # refused
+    j.set_from_header("app.test", "/", "e=5; Expires=Thu, 01 Jan 1970 00:00:00 GMT", now)
+    names = lambda host, path: sorted(c.name for c in j.matching(host, path, now))  # noqa: E731
+    assert names("app.test", "/a/b") == ["d", "p", "s"]   # s and p: default path /a
+    assert names("app.test", "/ab") == ["d"] and names("app.test", "/") == ["d"]
+    assert names("sub.app.test", "/a") == ["d"]          # Domain: subdomains too
+    assert names("other.test", "/") == [] and len(j.refused) == 1
+    j.set_from_header("app.test", "/", "d=; Domain=app.test; Path=/; Max-Age=0", now)
+    assert names("app.test", "/a") == ["p", "s"]         # Max-Age=0 deleted d
+    assert [c.name for c in j.matching("app.test", "/a", now + 61)] == ["p"]  # s expired
+
+    b = B.Browser(hosts={"app.test": ("127.0.0.1", 9)})
+    b.jar.set_from_header("app.test", "/", "lax=1; SameSite=Lax")
+    b.jar.set_from_header("app.test", "/", "strict=1; SameSite=Strict")
+    b.jar.set_from_header("app.test", "/", "none=1; SameSite=None; Secure")
+    b.jar.set_from_header("app.test", "/", "dflt=1")
+    sent = lambda m, cross: sorted(c.name for c in b._cookies_for("http://app.test/", m, cross))  # noqa: E731,E501
+    assert sent("POST", False) == ["dflt", "lax", "none", "strict"]
+    assert sent("GET", True) == ["dflt", "lax", "none"]
+    assert sent("POST", True) == ["none"]  # e.g. the IdP's form_post to the callback
+    a = b.cookie_attrs("app.test", "none")
+    assert a["secure"] and a["samesite"] == "None" and not a["httponly"]
+    assert b.address("http://app.test/x") == ("127.0.0.1", 9)
+    assert b.address("http://app.test:8080/x") is None and b.address("https://app.test/") is None
+    assert b.address("http://127.0.0.1:5/") == ("127.0.0.1", 5)
+    with pytest.raises(B.UnmappedHost):
+        b.get("http://example.com/")
+
+
+def test_browser_follows_through_a_mapped_host(upstream, rp_idp):
+    """A mapped host gets its Host header; redirects to it are followed."""
+    b = B.Browser(hosts={"app.test": ("127.0.0.1", upstream.port)})
+    r = b.get("http://app.test/x?y=1", headers={"X-T": "1"})
+    assert r.status == 200 and r.json()["headers"]["host"] == ["app.test"]
+    assert r.json()["path"] == "/x?y=1"
+    # follow() from the IdP into the mapped app: the end-session redirect lands on upstream
+    b2 = B.Browser(hosts={"app.test": ("127.0.0.1", upstream.port)})
+    r = b2.logout(rp_idp.end_session_url(client_id="barbican-code",
+                                         post_logout_redirect_uri="http://app.test/bye"))
+    assert r.refused is None and r.status == 200 and r.url.startswith("http://app.test/bye")
+    assert r.json()["method"] == "GET" and r.hops[-1].method == "GET"
+
+
+def test_browser_login_form_post_into_a_mapped_host(upstream, rp_idp):
+    """login() through the IdP into the app: the form_post is a cross-site POST (Origin =
+    the IdP, only SameSite=None cookies go with it)."""
+    b = B.Browser(hosts={"app.test": ("127.0.0.1", upstream.port)})
+    b.jar.set("app.test", "lax_c", "1", SameSite="Lax")
+    b.jar.set("app.test", "none_c", "1", SameSite="None", Secure=True)
+    r = b.login(rp_idp.authorize_url("barbican-implicit", state="st", nonce="nn"),
+                "bob", "bob-password")
+    assert r.refused is None and r.url == I.CALLBACK, r.hops
+    echo = r.json()
+    assert echo["method"] == "POST" and echo["path"] == "/.barbican/callback"
+    assert echo["headers"]["host"] == ["app.test"]
+    assert echo["headers"]["origin"] == [rp_idp.base]
+    assert echo["headers"]["content-type"] == ["application/x-www-form-urlencoded"]
+    assert echo["headers"]["cookie"] == ["none_c=1"]
+    assert echo["body_len"] > 300  # id_token + state
+    assert [h.method for h in r.hops] == ["GET", "GET", "POST", "GET", "POST"], r.hops
+    assert r.hops[-1].cookies_sent == ["none_c"]

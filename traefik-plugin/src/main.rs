@@ -31,6 +31,9 @@ mod host {
     const INFO: i32 = 0;
     const DEBUG: i32 = -1;
 
+    /// An id_token and a state fit in a few KiB.
+    const MAX_CALLBACK_BODY: usize = 64 * 1024;
+
     struct Plugin {
         instance: RefCell<Instance>,
     }
@@ -80,7 +83,23 @@ mod host {
             } else {
                 None
             };
-            match instance.handle(&headers, peer, t) {
+            // Only the form_post ending an OIDC login is read, and only up to a bound: it
+            // never continues to a backend (DESIGN §5: reading without BufferRequest is fine
+            // when the body need not reach the upstream).
+            let body = if instance.wants_body(&headers) {
+                let mut b = Vec::new();
+                for chunk in request.body.read_iter() {
+                    b.extend_from_slice(&chunk);
+                    if b.len() > MAX_CALLBACK_BODY {
+                        respond(response, 413, &[], b"Payload Too Large\n");
+                        return (false, 0);
+                    }
+                }
+                Some(b)
+            } else {
+                None
+            };
+            match instance.handle(&headers, body.as_deref(), peer, t) {
                 Action::Allow(a) => {
                     for name in &a.remove {
                         request.header.remove(name.as_bytes());
@@ -135,8 +154,25 @@ mod host {
         }
     }
 
+    /// Per-instance data for the login generator: the wall clock in nanoseconds (instances
+    /// start at different times), addresses, and WASI random (deterministic here, harmless).
+    fn instance_seed() -> Vec<u8> {
+        use std::hash::{BuildHasher, Hasher};
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let probe = Box::new(0u8);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        let mut seed = nanos.to_le_bytes().to_vec();
+        seed.extend_from_slice(&h.finish().to_le_bytes());
+        seed.extend_from_slice(&(std::ptr::addr_of!(*probe) as usize).to_le_bytes());
+        seed
+    }
+
     pub fn start() {
         let (mut instance, problems) = Instance::new(&admin::config());
+        instance.seed(&instance_seed());
         log_key_events(&instance.refresh_keys(now()));
         if !problems.is_empty() {
             for p in &problems {

@@ -92,10 +92,27 @@ impl Instance {
         }
     }
 
-    /// Decides one request. `headers` is [`header_list`]'s output.
+    /// Whether the host must read the body first: only the browser's form_post that ends an
+    /// OIDC login (its body is the id_token and state, and never goes to a backend).
+    pub fn wants_body(&self, headers: &[(String, String)]) -> bool {
+        matches!(&self.state, State::Ready(r) if r.engine.wants_body(headers))
+    }
+
+    /// Mixes per-instance data into the login generator. Traefik's WASI random is the same
+    /// in every instance (DESIGN §5), so the host passes the clock and addresses; the
+    /// operator's secret keeps the output unpredictable.
+    pub fn seed(&mut self, data: &[u8]) {
+        if let State::Ready(r) = &mut self.state {
+            r.engine.seed(data);
+        }
+    }
+
+    /// Decides one request. `headers` is [`header_list`]'s output; `body` is given only when
+    /// [`Instance::wants_body`] asked for it.
     pub fn handle(
         &mut self,
         headers: &[(String, String)],
+        body: Option<&[u8]>,
         peer: Option<IpAddr>,
         now: Millis,
     ) -> Action {
@@ -104,7 +121,12 @@ impl Instance {
         };
         r.next_id = r.next_id.wrapping_add(1);
         let id = r.next_id;
-        let req = Request { id, headers, peer };
+        let req = Request {
+            id,
+            headers,
+            peer,
+            body,
+        };
         match r.engine.decide(req, now, &mut r.store) {
             Step::Allow(a) => Action::Allow(a),
             Step::Respond(resp) => Action::Respond(resp),
@@ -148,13 +170,31 @@ pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
             problem: format!("{NO_CALLOUTS}: {what}"),
         })
     };
-    if cfg.session.is_some() {
-        refuse(
-            "session".into(),
-            "forward-auth sessions ask the IdP's endpoint and are not available here; remove \
-             `session` and the `protected` routes (run Barbican in Envoy for those), and use \
-             `api` routes with JWKS inline or from a mounted file",
-        );
+    if let Some(s) = &cfg.session {
+        match (&s.mode, &s.oidc) {
+            (config::SessionMode::Oidc, Some(o)) => {
+                if o.flow != config::OidcFlow::FormPost {
+                    refuse(
+                        "session.oidc.flow".into(),
+                        "the authorization code flow exchanges the code at the token \
+                         endpoint; use \"flow\": \"form_post\" (the id_token comes with the \
+                         browser and is verified here)",
+                    );
+                }
+                if o.jwks.inline.is_none() {
+                    refuse(
+                        "session.oidc.jwks".into(),
+                        "give the provider's keys inline (`jwks.inline`: the key set document \
+                         itself); they cannot be fetched here",
+                    );
+                }
+            }
+            _ => refuse(
+                "session".into(),
+                "forward-auth sessions ask the IdP's endpoint and are not available here; use \
+                 session.mode \"oidc\" with flow \"form_post\", or run Barbican in Envoy",
+            ),
+        }
     }
     for (i, p) in cfg.jwt.iter().flat_map(|j| j.providers.iter()).enumerate() {
         let at = format!("jwt.providers[{i}].jwks");
@@ -209,6 +249,8 @@ pub const VALUES_READ: &[&str] = &[
     "access-control-request-method",
     "accept",
     "x-requested-with",
+    // The form_post that ends an OIDC login must be a form.
+    "content-type",
 ];
 
 /// Whether the engine may read this header's value (see [`VALUES_READ`]).
@@ -395,8 +437,8 @@ mod tests {
             let mut full = ready(&cfg);
             let mut thin = ready(&cfg);
             assert_eq!(
-                full.handle(h, peer, NOW),
-                thin.handle(&blanked(h), peer, NOW),
+                full.handle(h, None, peer, NOW),
+                thin.handle(&blanked(h), None, peer, NOW),
                 "{h:?}"
             );
         }
@@ -416,7 +458,7 @@ mod tests {
                 .as_str(),
         );
         let long = format!("/api/{}", "a".repeat(600));
-        match inst.handle(&req("GET", &long, &[]), None, NOW) {
+        match inst.handle(&req("GET", &long, &[]), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 414),
             a => panic!("{a:?}"),
         }
@@ -429,7 +471,7 @@ mod tests {
             ],
         );
         assert!(matches!(
-            inst.handle(&preflight, None, NOW),
+            inst.handle(&preflight, None, None, NOW),
             Action::Allow(_)
         ));
     }
@@ -445,7 +487,7 @@ mod tests {
             "/pub/x",
             &[("x_authentik_username", "evil"), ("remote-user", "evil")],
         );
-        match inst.handle(&h, None, NOW) {
+        match inst.handle(&h, None, None, NOW) {
             Action::Allow(a) => {
                 assert!(a.remove.contains(&"x_authentik_username".to_string()));
                 assert!(a.remove.contains(&"remote-user".to_string()));
@@ -453,11 +495,11 @@ mod tests {
             }
             a => panic!("{a:?}"),
         }
-        match inst.handle(&req("GET", "/pub/../admin", &[]), None, NOW) {
+        match inst.handle(&req("GET", "/pub/../admin", &[]), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 403),
             a => panic!("{a:?}"),
         }
-        match inst.handle(&req("GET", "/pub%2f..%2fadmin", &[]), None, NOW) {
+        match inst.handle(&req("GET", "/pub%2f..%2fadmin", &[]), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 400),
             a => panic!("{a:?}"),
         }
@@ -499,7 +541,7 @@ mod tests {
                 ("x-authentik-username", "evil"),
             ],
         );
-        match inst.handle(&h, None, NOW) {
+        match inst.handle(&h, None, None, NOW) {
             Action::Allow(a) => {
                 assert!(a.remove.contains(&"x-authentik-username".to_string()));
                 assert!(a
@@ -515,7 +557,7 @@ mod tests {
             "/api/x",
             &[("authorization", &format!("Bearer {bad}"))],
         );
-        match inst.handle(&h, None, NOW) {
+        match inst.handle(&h, None, None, NOW) {
             Action::Respond(r) => {
                 assert_eq!(r.status, 401);
                 assert!(r
@@ -531,7 +573,7 @@ mod tests {
     fn normalized_path_is_what_the_upstream_gets() {
         let mut inst =
             ready(r#"{"routes": [{"match": {"path_prefix": "/pub/"}, "policy": "bypass"}]}"#);
-        match inst.handle(&req("GET", "/pub//a/./b?q=1", &[]), None, NOW) {
+        match inst.handle(&req("GET", "/pub//a/./b?q=1", &[]), None, None, NOW) {
             Action::Allow(a) => assert_eq!(a.path.as_deref(), Some("/pub/a/b?q=1")),
             a => panic!("{a:?}"),
         }
@@ -547,11 +589,11 @@ mod tests {
         assert!(inst.needs_peer());
         let peer = parse_source_addr("127.0.0.1:40000");
         assert!(matches!(
-            inst.handle(&req("GET", "/lan/x", &[]), peer, NOW),
+            inst.handle(&req("GET", "/lan/x", &[]), None, peer, NOW),
             Action::Allow(_)
         ));
         let far = parse_source_addr("[2001:db8::1]:40000");
-        match inst.handle(&req("GET", "/lan/x", &[]), far, NOW) {
+        match inst.handle(&req("GET", "/lan/x", &[]), None, far, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 401),
             a => panic!("{a:?}"),
         }
@@ -570,12 +612,121 @@ mod tests {
             let (mut inst, problems) = Instance::new(bad);
             assert!(!problems.is_empty());
             for path in ["/", "/x/y", "/anything"] {
-                match inst.handle(&req("GET", path, &[]), None, NOW) {
+                match inst.handle(&req("GET", path, &[]), None, None, NOW) {
                     Action::Respond(r) => assert_eq!(r.status, 503),
                     a => panic!("{a:?}"),
                 }
             }
         }
+    }
+
+    #[test]
+    fn values_of_other_headers_never_change_a_session_answer() {
+        let cfg = format!(
+            r#"{{"session": {{"mode": "oidc", "oidc": {{"issuer": "http://idp", "client_id": "c",
+                "authorization_endpoint": "http://idp/auth", "redirect_uri": "http://app.test/cb",
+                "secrets": ["0123456789abcdef0123456789abcdef"], "flow": "form_post",
+                "jwks": {{"inline": {JWKS}}}}}}},
+               "routes": [{{"match": {{"path_prefix": "/"}}, "policy": "protected"}}]}}"#
+        );
+        let other = [("user-agent", "curl"), ("x-authentik-username", "evil")];
+        let form = "application/x-www-form-urlencoded";
+        let body = b"id_token=a.b.c&state=xyz";
+        type Case<'a> = (Vec<(String, String)>, Option<&'a [u8]>);
+        let cases: [Case; 5] = [
+            (
+                req("GET", "/x", &with(&other, &[("accept", "text/html")])),
+                None,
+            ),
+            (
+                req(
+                    "GET",
+                    "/x",
+                    &with(&other, &[("accept", "application/json")]),
+                ),
+                None,
+            ),
+            (
+                req(
+                    "GET",
+                    "/x",
+                    &with(
+                        &other,
+                        &[("accept", "text/html"), ("cookie", "barbican_session=zz")],
+                    ),
+                ),
+                None,
+            ),
+            (
+                req("POST", "/cb", &with(&other, &[("content-type", form)])),
+                Some(&body[..]),
+            ),
+            (
+                req(
+                    "POST",
+                    "/cb",
+                    &with(&other, &[("content-type", "text/plain")]),
+                ),
+                Some(&body[..]),
+            ),
+        ];
+        for (h, b) in &cases {
+            let mut full = ready(&cfg);
+            let mut thin = ready(&cfg);
+            assert_eq!(
+                full.handle(h, *b, None, NOW),
+                thin.handle(&blanked(h), *b, None, NOW),
+                "{h:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oidc_sessions_run_form_post_with_inline_keys_only() {
+        let oidc = |extra: &str| {
+            format!(
+                r#"{{"session": {{"mode": "oidc", "oidc": {{"issuer": "http://idp", "client_id": "c",
+                    "authorization_endpoint": "http://idp/auth", "redirect_uri": "http://app.test/cb",
+                    "secrets": ["0123456789abcdef0123456789abcdef"], {extra}}}}},
+                   "routes": [{{"match": {{"path_prefix": "/"}}, "policy": "protected"}}]}}"#
+            )
+        };
+        let ok = oidc(&format!(
+            r#""flow": "form_post", "jwks": {{"inline": {JWKS}}}"#
+        ));
+        let mut inst = ready(&ok);
+        match inst.handle(
+            &req("GET", "/x", &[("accept", "text/html")]),
+            None,
+            None,
+            NOW,
+        ) {
+            Action::Respond(r) => {
+                assert_eq!(r.status, 302);
+                let loc = &r.headers.iter().find(|(n, _)| n == "location").unwrap().1;
+                assert!(
+                    loc.starts_with("http://idp/auth?response_type=id_token&"),
+                    "{loc}"
+                );
+                assert!(loc.ends_with("&response_mode=form_post"), "{loc}");
+            }
+            a => panic!("{a:?}"),
+        }
+        let mut cb = req("POST", "/cb", &[]);
+        assert!(inst.wants_body(&cb));
+        cb[0].1 = "GET".into();
+        assert!(!inst.wants_body(&cb));
+        assert!(!inst.wants_body(&req("POST", "/other", &[])));
+
+        let (_, p) = Instance::new(
+            oidc(r#""token_endpoint": "http://idp/token", "cluster": "idp", "jwks": {"cluster": "idp"}"#)
+                .as_bytes(),
+        );
+        assert_eq!(paths(&p), ["session.oidc.flow", "session.oidc.jwks"]);
+        assert!(
+            p.iter().all(|p| p.problem.starts_with(NO_CALLOUTS)),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 // package.json). Loopback only; never use it for anything else.
 //
 //   node server.mjs --port 0 [--generations 3] [--max-objects 200000] [--quiet]
+//                   [--redirect-uri URL]... [--post-logout-redirect-uri URL]... [--id-token-ttl 3600]
 //
 // prints `LISTENING <port>` once it serves the issuer `http://127.0.0.1:<port>` (exactly).
 //
@@ -27,18 +28,82 @@
 // `username` = client_id; opaque tokens' introspection answers carry the same `sub`, `username`
 // and `groups`.
 //
+// OpenID Connect for a relying party (Barbican's native sessions):
+//   End users (password login):
+//     alice / alice-password: sub alice, preferred_username alice, name "Alice Liddell",
+//       email alice@example.test, email_verified true, groups [admins, users]
+//     bob / bob-password: sub bob, preferred_username bob, name Bob, email bob@example.test,
+//       email_verified true, groups [users]
+//   Scopes -> claims: openid (sub), profile (preferred_username, name), email (email,
+//     email_verified), groups (groups). `conformIdTokenClaims: false`: the claims of the
+//     granted scopes are IN THE ID TOKEN (code flow and implicit alike), not only at
+//     /me (userinfo). ID tokens also carry iss, aud (= client_id), nonce (when sent), iat,
+//     exp (--id-token-ttl, default 3600 s); no sid, no auth_time (unless max_age is sent).
+//   Clients (redirect_uris http://app.test/.barbican/callback and
+//     http://app.test:8080/.barbican/callback + every --redirect-uri; post_logout_redirect_uris
+//     http://app.test/ and http://app.test/bye + every --post-logout-redirect-uri; compared as
+//     exact strings):
+//     barbican-code       client_secret_basic, secret barbican-code-secret; response_type code,
+//                         grant authorization_code; ID token ES256
+//     barbican-code-post  client_secret_post, secret barbican-code-post-secret; as above;
+//                         ID token RS256
+//     (oidc-provider takes client_secret_basic and client_secret_post as one method: either
+//     works for both clients; a wrong secret is 401 invalid_client)
+//     barbican-implicit   response_type id_token only, grant implicit, auth none, ID token
+//                         ES256. The RP must send response_mode=form_post (the default for
+//                         id_token is fragment) and a nonce (else an error, form_post-ed too).
+//                         Tests only: the provider refuses http redirect URIs for implicit
+//                         clients; Client.Schema.prototype.invalidate ignores the
+//                         `implicit-force-https` / `implicit-forbid-localhost` checks here.
+//   PKCE: required for every code-flow request (S256 only; without code_challenge the
+//     provider redirects to the callback with error=invalid_request "...requires PKCE...").
+//   GET|POST /auth (authorization endpoint). Callback answers: code flow: 303 to
+//     `<redirect_uri>?code=...&state=...&iss=<issuer>` (RFC 9207 `iss` is always added);
+//     form_post: a 200 HTML page `<form method="post" action="<redirect_uri>">` with hidden
+//     inputs (id_token, state; errors: error, error_description, state, status 400) and a
+//     script that submits it on DOMContentLoaded. POST /token (grant_type authorization_code,
+//     code, redirect_uri, code_verifier, client auth): {access_token (opaque), id_token,
+//     scope, expires_in, token_type}; codes live 60 s and are single-use.
+//   Login (no consent screen): /auth redirects (303, relative Location) to
+//     /interaction/<uid> (cookie `_interaction`, Path=/interaction/<uid>), which is a 200
+//     page (header `X-Test-IdP-Page: login`) with
+//       <form id="login" method="post" action="/interaction/<uid>/login">
+//         username (text), password (password)
+//     A right password: 303 to /auth/<uid> (the resume route; cookie `_interaction_resume`),
+//     which sets the IdP session cookie `_session` (Path=/, HttpOnly, SameSite=Lax, signed:
+//     `_session.sig`) and 303s to the callback. A wrong password or unknown user: 200, the
+//     form again with "Invalid username or password." (the interaction stays usable). The
+//     RP clients' grants are made on the fly with every requested OIDC scope and claim
+//     (`loadExistingGrant`), so no consent prompt ever shows. With a `_session` the next
+//     /auth of that browser (any client) skips the form (SSO); prompt=login forces it.
+//   Logout: GET|POST /session/end with client_id or id_token_hint, optional
+//     post_logout_redirect_uri (must be registered for that client; ignored without
+//     client_id/id_token_hint: the end is then /session/end/success, `X-Test-IdP-Page:
+//     logged-out`) and state. The provider's confirmation question is replaced: a 200 page
+//     (`X-Test-IdP-Page: logout`) whose form (hidden xsrf + logout=yes) posts itself to
+//     /session/end/confirm by script (a scripted client submits that one form; without an
+//     IdP session the provider sends its own such form). The confirm POST ends the IdP
+//     session (deletes `_session`, revokes the session's grants) and 303s to
+//     `<post_logout_redirect_uri>[?state=...]`. An unregistered post_logout_redirect_uri is
+//     a 400 JSON error.
+//
 // Keys: `--generations N` generations are made at start-up, each with one RSA-2048 (RS256),
 // one EC P-256 (ES256) and one Ed25519 (EdDSA) key, kids `rs256-g<i>`, `es256-g<i>`,
-// `eddsa-g<i>`. Generation 0 signs at first; /jwks publishes the generations from the oldest
-// not retired up to the current one.
+// `eddsa-g<i>`. Generation 0 signs at first (JWT access tokens and ID tokens alike: after
+// /__test/rotate, ID tokens carry the new generation's kid); /jwks publishes the generations
+// from the oldest not retired up to the current one.
 //
 // Test control (loopback, JSON answers):
 //   POST /__test/rotate        the next generation signs new tokens; old keys stay published
 //   POST /__test/retire        unpublish every generation older than the current one
 //   GET  /__test/stats         request counts (discovery, jwks, token, introspection,
-//                              revocation, other), the last introspection calls, key state,
-//                              store size
-//   POST /__test/reset         zero the counters
+//                              revocation, test, other; authorization = GET/POST /auth, not
+//                              the resume /auth/<uid>; login = successful logins,
+//                              login_failed; token_code = /token requests with
+//                              grant_type=authorization_code, answered or refused;
+//                              end_session = GET/POST /session/end, not .../confirm),
+//                              the last introspection calls, key state, store size
+//   POST /__test/reset         zero the counters (all of them)
 //   POST /__test/token?resource=...&scope=read+write&client=api-admin[&ttl=s]
 //                              a token from the real token endpoint (client_credentials, with
 //                              the client's own auth method); answers the token response
@@ -58,6 +123,8 @@ import * as http from 'node:http';
 import { promisify } from 'node:util';
 
 import Provider, { errors } from 'oidc-provider';
+// not in the package's public API (it has no `exports` map): see `selectForSign` below
+import KeyStore from 'oidc-provider/lib/helpers/keystore.js';
 
 const generateKeyPair = promisify(crypto.generateKeyPair);
 
@@ -65,8 +132,17 @@ const generateKeyPair = promisify(crypto.generateKeyPair);
 // arguments
 // ---------------------------------------------------------------------------------------
 
+function checkedUrl(flag, value) {
+  const u = new URL(value); // throws on garbage
+  if (!['http:', 'https:'].includes(u.protocol) || u.hash) throw new Error(`${flag}: http(s) URL without fragment`);
+  return value;
+}
+
 function parseArgs(argv) {
-  const out = { port: 0, generations: 3, maxObjects: 200000, quiet: false };
+  const out = {
+    port: 0, generations: 3, maxObjects: 200000, quiet: false, redirectUris: [], postLogoutUris: [],
+    idTokenTtl: 3600,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -77,12 +153,17 @@ function parseArgs(argv) {
     else if (a === '--generations') out.generations = Number(next());
     else if (a === '--max-objects') out.maxObjects = Number(next());
     else if (a === '--quiet') out.quiet = true;
+    else if (a === '--id-token-ttl') out.idTokenTtl = Number(next());
+    // registered exactly as given (the provider compares redirect URIs as strings)
+    else if (a === '--redirect-uri') out.redirectUris.push(checkedUrl(a, next()));
+    else if (a === '--post-logout-redirect-uri') out.postLogoutUris.push(checkedUrl(a, next()));
     else throw new Error(`unknown argument ${a}`);
   }
   if (!Number.isInteger(out.port) || out.port < 0 || out.port > 65535) throw new Error('bad --port');
   if (!Number.isInteger(out.generations) || out.generations < 1 || out.generations > 32) {
     throw new Error('bad --generations (1..32)');
   }
+  if (!Number.isInteger(out.idTokenTtl) || out.idTokenTtl < 1) throw new Error('bad --id-token-ttl (>= 1)');
   if (!Number.isInteger(out.maxObjects) || out.maxObjects < 1000) throw new Error('bad --max-objects (>= 1000)');
   return out;
 }
@@ -271,32 +352,170 @@ function testTtl(ctx) {
 }
 
 // ---------------------------------------------------------------------------------------
+// end users and the relying-party clients (Barbican's native OIDC sessions)
+// ---------------------------------------------------------------------------------------
+
+const USERS = new Map([
+  ['alice', {
+    password: 'alice-password',
+    claims: {
+      sub: 'alice', preferred_username: 'alice', name: 'Alice Liddell',
+      email: 'alice@example.test', email_verified: true, groups: ['admins', 'users'],
+    },
+  }],
+  ['bob', {
+    password: 'bob-password',
+    claims: {
+      sub: 'bob', preferred_username: 'bob', name: 'Bob',
+      email: 'bob@example.test', email_verified: true, groups: ['users'],
+    },
+  }],
+]);
+
+// scope -> claims it releases (the provider also makes each key a supported scope)
+const CLAIMS = {
+  openid: ['sub'],
+  profile: ['preferred_username', 'name'],
+  email: ['email', 'email_verified'],
+  groups: ['groups'],
+};
+
+const RP_REDIRECT_URIS = [
+  'http://app.test/.barbican/callback',
+  'http://app.test:8080/.barbican/callback',
+  ...args.redirectUris,
+];
+const RP_POST_LOGOUT_URIS = ['http://app.test/', 'http://app.test/bye', ...args.postLogoutUris];
+
+const RP_CLIENTS = new Map([
+  ['barbican-code', {
+    client_secret: 'barbican-code-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    id_token_signed_response_alg: 'ES256',
+  }],
+  ['barbican-code-post', {
+    client_secret: 'barbican-code-post-secret',
+    token_endpoint_auth_method: 'client_secret_post',
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    id_token_signed_response_alg: 'RS256',
+  }],
+  ['barbican-implicit', {
+    token_endpoint_auth_method: 'none',
+    grant_types: ['implicit'],
+    response_types: ['id_token'],
+    id_token_signed_response_alg: 'ES256',
+  }],
+].map(([id, meta]) => [id, {
+  client_id: id,
+  ...meta,
+  redirect_uris: [...RP_REDIRECT_URIS],
+  post_logout_redirect_uris: [...RP_POST_LOGOUT_URIS],
+}]));
+
+// ---------------------------------------------------------------------------------------
 // the provider
 // ---------------------------------------------------------------------------------------
 
 const MODE = { jwks: 'ok', introspection: 'ok' };
 const STATS = {
   discovery: 0, jwks: 0, token: 0, introspection: 0, revocation: 0, test: 0, other: 0,
+  authorization: 0, login: 0, login_failed: 0, token_code: 0, end_session: 0,
 };
 const INTROSPECTIONS = []; // last 100: {auth, client_id, t}
 const JWKS_TIMES = []; // last 100, ms since start (like introspection_requests[].t)
 const T0 = Date.now();
 
+// ID tokens (and anything else the provider signs without naming a kid) use the current
+// generation's key of the wanted alg, so /__test/rotate moves them too; the provider itself
+// would take the first key of that alg (generation 0) for ever.
+const selectForSignOrig = KeyStore.prototype.selectForSign;
+KeyStore.prototype.selectForSign = function selectForSign(options) {
+  if (options && options.kid === undefined && ALGS.includes(options.alg)) {
+    const found = selectForSignOrig.call(this, { ...options, kid: kidFor(options.alg, KEYS.current) });
+    if (found.length) return found;
+  }
+  return selectForSignOrig.call(this, options);
+};
+
+// The relying-party clients get every OIDC scope and claim they ask for, without a consent
+// screen: a grant is created (or the session's grant extended) right here, so the consent
+// prompt never fires and the only interaction is the login form.
+async function loadExistingGrant(ctx) {
+  const { client, session, result } = ctx.oidc;
+  const grantId = result?.consent?.grantId || session.grantIdFor(client.clientId);
+  let grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+  if (!RP_CLIENTS.has(client.clientId) || !session.accountId) return grant;
+  grant ||= new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+  const scopes = [...ctx.oidc.requestParamOIDCScopes];
+  if (scopes.length) grant.addOIDCScope(scopes.join(' '));
+  const claims = [...ctx.oidc.requestParamClaims];
+  if (claims.length) grant.addOIDCClaims(claims);
+  await grant.save();
+  return grant;
+}
+
+async function findAccount(_ctx, sub) {
+  const user = USERS.get(sub);
+  if (!user) return undefined;
+  return {
+    accountId: sub,
+    // every claim; the provider keeps those the granted scopes / claims parameter release
+    claims: async () => structuredClone(user.claims),
+  };
+}
+
+// logout confirmation skipped: the provider's confirm form (hidden `xsrf`), plus
+// `logout=yes`, auto-submitted by script, shaped like its own form_post pages
+async function logoutSource(ctx, form) {
+  ctx.set('x-test-idp-page', 'logout');
+  ctx.body = `<!DOCTYPE html>
+<html>
+<head>
+  <title>Signing out</title>
+  <script>document.addEventListener('DOMContentLoaded', function () { document.forms[0].submit() });</script>
+</head>
+<body>
+  ${form.replace('</form>', '<input type="hidden" name="logout" value="yes"/></form>')}
+</body>
+</html>`;
+}
+
+async function postLogoutSuccessSource(ctx) {
+  ctx.set('x-test-idp-page', 'logged-out');
+  ctx.body = '<!DOCTYPE html>\n<html><head><title>Signed out</title></head><body><p>Signed out.</p></body></html>';
+}
+
 function build(issuer) {
   const provider = new Provider(issuer, {
     adapter: BoundedAdapter,
-    clients: [...CLIENTS.values()].map((c) => ({
-      client_id: c.id,
-      client_secret: c.secret,
-      grant_types: c.introspectOnly ? [] : ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      token_endpoint_auth_method: c.auth,
-    })),
+    clients: [
+      ...[...CLIENTS.values()].map((c) => ({
+        client_id: c.id,
+        client_secret: c.secret,
+        grant_types: c.introspectOnly ? [] : ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: c.auth,
+      })),
+      ...[...RP_CLIENTS.values()].map((c) => structuredClone(c)),
+    ],
+    claims: CLAIMS,
+    // scope claims go into ID tokens even when an access token is issued too (code flow);
+    // with the default (true) they would be in userinfo only
+    conformIdTokenClaims: false,
+    findAccount,
+    loadExistingGrant,
+    // PKCE (S256, the only method) required for every client that uses the code flow
+    pkce: { required: () => true },
+    interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
     jwks: { keys: GENERATIONS.flatMap((g) => ALGS.map((a) => g[a].jwk)) },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     features: {
       devInteractions: { enabled: false },
+      rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
       clientCredentials: { enabled: true },
       // the introspector clients may introspect any token; other clients only their own
       introspection: {
@@ -334,11 +553,28 @@ function build(issuer) {
     ttl: {
       ClientCredentials: (ctx) => testTtl(ctx) ?? 600,
       AccessToken: (ctx) => testTtl(ctx) ?? 600,
+      AuthorizationCode: 60,
+      IdToken: args.idTokenTtl,
+      Interaction: 600,
+      Session: 86400,
+      Grant: 86400,
     },
     renderError: async (ctx, out) => {
       ctx.type = 'json';
       ctx.body = out;
     },
+  });
+  // Tests only: the implicit client's redirect URIs are http (loopback tests have no TLS);
+  // oidc-provider refuses those for implicit clients (DESIGN.md §5).
+  const { invalidate } = provider.Client.Schema.prototype;
+  provider.Client.Schema.prototype.invalidate = function invalidateUnlessImplicitHttp(message, code) {
+    if (code === 'implicit-force-https' || code === 'implicit-forbid-localhost') return;
+    invalidate.call(this, message, code);
+  };
+  // token_code: token requests with grant_type=authorization_code (answered or refused)
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'authorization_code') STATS.token_code += 1;
   });
   provider.on('server_error', (_ctx, err) => {
     process.stderr.write(`server_error: ${err?.stack || err}\n`);
@@ -490,6 +726,8 @@ async function handleTest(req, res, url, port) {
 function countAndIntercept(req, res, url) {
   const p = url.pathname;
   if (p === '/.well-known/openid-configuration') STATS.discovery += 1;
+  else if (p === '/auth') STATS.authorization += 1; // not the resume route /auth/<uid>
+  else if (p === '/session/end') STATS.end_session += 1; // not /session/end/confirm
   else if (p === '/token') STATS.token += 1;
   else if (p === '/token/revocation') STATS.revocation += 1;
   else if (p === '/token/introspection') {
@@ -532,6 +770,76 @@ function countAndIntercept(req, res, url) {
   return false;
 }
 
+// ---------------------------------------------------------------------------------------
+// the login interaction (no consent screen: see loadExistingGrant)
+// ---------------------------------------------------------------------------------------
+
+const htmlEscape = (v) => String(v).replace(/[&<>"']/g, (c) => ({
+  '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
+}[c]));
+
+function sendHtml(res, status, html, page) {
+  const data = Buffer.from(html);
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8', 'content-length': data.length,
+    'cache-control': 'no-store', 'x-test-idp-page': page,
+  });
+  res.end(data);
+}
+
+function loginPage(res, details, { error = null, username = '' } = {}) {
+  const { uid, params } = details;
+  sendHtml(res, 200, `<!DOCTYPE html>
+<html>
+<head><title>Sign in - Barbican test IdP</title></head>
+<body>
+  <h1>Sign in</h1>
+  <p>client <code>${htmlEscape(params.client_id)}</code>, scope <code>${htmlEscape(params.scope || '')}</code></p>
+  ${error ? `<p class="error" id="error">${htmlEscape(error)}</p>` : ''}
+  <form id="login" method="post" action="/interaction/${htmlEscape(uid)}/login">
+    <input type="text" name="username" value="${htmlEscape(username)}" autofocus>
+    <input type="password" name="password" value="">
+    <button type="submit">Sign in</button>
+  </form>
+</body>
+</html>`, 'login');
+}
+
+async function handleInteraction(provider, req, res, url) {
+  const m = /^\/interaction\/([A-Za-z0-9_-]{1,64})(\/login)?$/.exec(url.pathname);
+  if (!m) return sendHtml(res, 404, '<p>no such interaction route</p>', 'error');
+  let details;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch (err) {
+    return sendHtml(res, 400, `<p>interaction: ${htmlEscape(err?.message || err)}</p>`, 'error');
+  }
+  if (details.uid !== m[1]) return sendHtml(res, 400, '<p>interaction uid mismatch</p>', 'error');
+  if (!m[2]) {
+    if (req.method !== 'GET') return sendHtml(res, 405, '<p>method</p>', 'error');
+    if (details.prompt.name === 'login') return loginPage(res, details);
+    // any other prompt (consent for a non-RP client, ...): not served by this test IdP
+    return provider.interactionFinished(req, res, {
+      error: 'access_denied', error_description: `test IdP: prompt ${details.prompt.name} not supported`,
+    }, { mergeWithLastSubmission: false });
+  }
+  if (req.method !== 'POST') return sendHtml(res, 405, '<p>method</p>', 'error');
+  const form = new URLSearchParams((await readBody(req, 64 << 10)).toString('utf8'));
+  const username = form.get('username') || '';
+  const user = USERS.get(username);
+  const password = Buffer.from(form.get('password') || '');
+  const expected = Buffer.from(user ? user.password : 'x');
+  const ok = Boolean(user) && password.length === expected.length && crypto.timingSafeEqual(password, expected);
+  if (!ok) {
+    STATS.login_failed += 1;
+    return loginPage(res, details, { error: 'Invalid username or password.', username });
+  }
+  STATS.login += 1;
+  return provider.interactionFinished(req, res, {
+    login: { accountId: username, amr: ['pwd'] },
+  }, { mergeWithLastSubmission: false });
+}
+
 let handler = (_req, res) => {
   res.writeHead(503);
   res.end();
@@ -563,6 +871,14 @@ server.listen(args.port, '127.0.0.1', () => {
     // The provider builds endpoint URLs from Host: keep discovery on the issuer whatever
     // authority the caller used (Envoy may send the cluster name).
     req.headers.host = `127.0.0.1:${port}`;
+    if (url.pathname.startsWith('/interaction/')) {
+      handleInteraction(provider, req, res, url).catch((err) => {
+        process.stderr.write(`interaction error: ${err?.stack || err}\n`);
+        if (!res.headersSent) sendHtml(res, 500, `<p>${htmlEscape(err?.message || err)}</p>`, 'error');
+        else res.destroy();
+      });
+      return undefined;
+    }
     return providerCallback(req, res);
   };
   process.stdout.write(`LISTENING ${port}\n`);

