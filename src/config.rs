@@ -1413,19 +1413,6 @@ mod tests {
             "{joined}"
         );
         assert!(!joined.contains("token_endpoint"), "{joined}");
-        // A key file is read by hosts for jwt.providers only: refused here, not ignored.
-        let e = errs(&format!(
-            r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",
-                "authorization_endpoint":"http://idp/auth","jwks":{{"file":"/k.json"}},
-                "redirect_uri":"https://app.lan/cb","secrets":["{}"]}}}}}}"#,
-            "x".repeat(32)
-        ));
-        assert!(
-            e.iter()
-                .any(|x| x
-                    .starts_with("session.oidc.jwks.file: session keys cannot come from a file")),
-            "{e:?}"
-        );
         // Return hosts the cookie cannot reach would loop through the provider.
         let e = errs(&format!(
             r#"{{"session":{{"mode":"oidc","oidc":{{"issuer":"http://idp","client_id":"c","flow":"form_post",

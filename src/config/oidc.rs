@@ -264,27 +264,33 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
             }
         }
     }
-    if o.jwks.inline.is_none() && o.jwks.uri.is_none() && o.cluster.is_none() {
+    let j = &o.jwks;
+    if j.inline.is_none() && j.uri.is_none() && j.file.is_none() && o.cluster.is_none() {
         err(
             "jwks",
-            "give the provider's keys (inline), a uri with cluster, or a cluster to find them \
-             through the issuer's discovery document"
+            "give the provider's keys (inline, or a file on Traefik), a uri with cluster, or a \
+             cluster to find them through the issuer's discovery document"
                 .into(),
         );
+    }
+    let sources = [j.inline.is_some(), j.uri.is_some(), j.file.is_some()];
+    if sources.iter().filter(|x| **x).count() > 1 {
+        err("jwks", "give one of inline, uri or file".into());
+    }
+    if let Some(f) = &j.file {
+        if !f.starts_with('/') || f.contains('\0') {
+            err(
+                "jwks.file",
+                "must be an absolute path (on Traefik, a path the plugin's `settings.mounts` makes \
+                 readable)"
+                    .into(),
+            );
+        }
     }
     if let Some(v) = &o.jwks.inline {
         if let Err(e) = crate::jwks::parse(v.to_string().as_bytes()) {
             err("jwks.inline", e.to_string());
         }
-    }
-    // `jwks.file` is read by hosts for jwt.providers only; here it would be ignored.
-    if o.jwks.file.is_some() {
-        err(
-            "jwks.file",
-            "session keys cannot come from a file (only jwt.providers[].jwks can); give them \
-             inline, or by uri with cluster"
-                .into(),
-        );
     }
     if let Some(a) = &o.algorithms {
         for (i, s) in a.iter().enumerate() {

@@ -43,6 +43,9 @@ pub(super) struct Api {
 
 const TOKEN_PREFIX: &[u8] = b"token\0";
 
+/// The name of the id_token provider of `session.oidc` among the providers.
+pub(super) const SESSION_PROVIDER: &str = "session.oidc";
+
 /// The cache key material of a bearer token (apart from session keys by its prefix).
 fn token_material(token: &str) -> Vec<u8> {
     let mut m = Vec::with_capacity(TOKEN_PREFIX.len() + token.len());
@@ -195,7 +198,11 @@ impl Engine {
                 Source::File { path } => Some(JwksFile {
                     provider: i,
                     path: path.clone(),
-                    field: format!("jwt.providers[{i}].jwks.file"),
+                    field: if p.name == SESSION_PROVIDER {
+                        "session.oidc.jwks.file".to_string()
+                    } else {
+                        format!("jwt.providers[{i}].jwks.file")
+                    },
                 }),
                 _ => None,
             })

@@ -59,12 +59,17 @@ fn material(prefix: &[u8], value: &str) -> Vec<u8> {
 /// The id_token's provider, from the session config.
 pub(super) fn provider_config(o: &OidcConfig) -> ProviderConfig {
     ProviderConfig {
-        name: Some("session.oidc".into()),
+        name: Some(api::SESSION_PROVIDER.into()),
         issuer: o.issuer.clone(),
         audiences: vec![o.client_id.clone()],
         algorithms: o.algorithms.clone(),
+        // Keys from a file stay a file source; otherwise the session's cluster reaches them.
         jwks: crate::config::JwksConfig {
-            cluster: o.jwks.cluster.clone().or_else(|| o.cluster.clone()),
+            cluster: o
+                .jwks
+                .cluster
+                .clone()
+                .or_else(|| o.jwks.file.is_none().then(|| o.cluster.clone()).flatten()),
             ..o.jwks.clone()
         },
         clock_skew_s: o.clock_skew_s,

@@ -601,3 +601,23 @@ fn keys_fetched_by_uri_make_the_login_wait() {
     assert_eq!(r.status, 302);
     assert!(set_cookie(&r, "barbican_session").is_some());
 }
+
+#[test]
+fn keys_from_a_file_are_handed_in_by_the_host() {
+    let mut e = cfg("form_post", &[SECRET], json!({"file": "/etc/keys.json"}));
+    let files = e.jwks_files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].field, "session.oidc.jwks.file");
+    let mut s = MemStore::default();
+    let l = start(&mut e, &mut s, "/x");
+    let token = id_token(&l.nonce, "alice", &[], T0 / 1000 + 300);
+    // No keys yet: the login fails closed (a file source is never fetched).
+    let r = respond_of(form_post(&mut e, &mut s, &l, &token, T0 + 10));
+    assert_eq!((r.status, r.reason), (401, "jwks_not_loaded"));
+    let doc = serde_json::to_vec(&json!({"keys": [p256_jwk("k1")]})).unwrap();
+    e.set_jwks(files[0].provider, &doc).unwrap();
+    let l = start(&mut e, &mut s, "/x");
+    let token = id_token(&l.nonce, "alice", &[], T0 / 1000 + 300);
+    let r = respond_of(form_post(&mut e, &mut s, &l, &token, T0 + 20));
+    assert_eq!(r.status, 302);
+}

@@ -181,11 +181,12 @@ pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
                          browser and is verified here)",
                     );
                 }
-                if o.jwks.inline.is_none() {
+                if o.jwks.inline.is_none() && o.jwks.file.is_none() {
                     refuse(
                         "session.oidc.jwks".into(),
                         "give the provider's keys inline (`jwks.inline`: the key set document \
-                         itself); they cannot be fetched here",
+                         itself) or from a mounted file (`jwks.file`); they cannot be fetched \
+                         here",
                     );
                 }
             }
