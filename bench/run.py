@@ -20,8 +20,10 @@ Rows (Envoy --concurrency 1, Traefik with its defaults (GOMAXPROCS = the 2 cores
                             session cookie: every request is one outpost call)
   traefik_barbican_jwt_rps  + Barbican's http-wasm plugin, api route, the same ES256 JWT (the
                             IdP's JWKS inline: Traefik plugins cannot call out)
-  traefik_barbican_session_rps  + Barbican, protected route, its own OIDC session cookie:
-                            not measured until native sessions exist (traefik_session_row)
+  traefik_barbican_session_rps  + Barbican, protected route, its own OIDC session cookie
+                            (session.mode "oidc", flow form_post; one valid cookie)
+  barbican_oidc_session_rps  Envoy + Barbican, protected route, its own OIDC session cookie
+                            (session.mode "oidc", code flow): compare with barbican_cached
   verify_us_{rs256,es256,eddsa}  µs per first-sight barbican::jwt::verify inside node's V8
                             (bench/verify-bench, the filter's release profile: opt-level "z"),
                             verify_us_*_o3 with opt-level 3, verify_us_*_crypto_o3 with "z"
@@ -51,6 +53,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 import harness as h  # noqa: E402
 import idp as I  # noqa: E402
 import traefik as T  # noqa: E402
+import session_cookie as SC  # noqa: E402
 
 DURATION_S = int(os.environ.get("BENCH_DURATION", "8"))
 # This machine's throughput drifts by tens of percent between minutes, so every row is run
@@ -324,17 +327,44 @@ def traefik_jwt_row(idp: I.IdpProc, jwt_headers: list[tuple[str, str]]) -> Traef
                       "/api/jwt/items", jwt_headers, T.plugin_middleware(cfg))
 
 
-def traefik_session_row() -> TraefikRow | None:
-    """Traefik + Barbican on a protected route with one valid Barbican session cookie
-    (key `traefik_barbican_session`). TODO(lead): return a TraefikRow once native OIDC
-    sessions exist — the plugin config (`session.mode: "oidc"`, a protected route for
-    /app/) and a cookie minted for it (sign it from the config's secret, or log in once
-    against the test IdP). Until then the row is not measured and is shown as pending."""
-    return None
+SESSION_SECRET = "bench-session-secret-0123456789abcdef-0123456789"
 
 
-ENVOY_ROWS = ["router", "noop_wasm", "barbican_cached", "ext_authz", "ext_authz_nginx",
-              "barbican_jwt_cached", "jwt_authn_cached", "introspection_cached",
+def oidc_plugin_config(idp: I.IdpProc, flow: str) -> dict:
+    """Native OIDC sessions (session.mode "oidc") on a protected /app/ route. The bench only
+    sends a valid session cookie, so no login happens: the endpoints are the test IdP's, the
+    id_token keys inline."""
+    disc = idp.discovery()
+    oidc = {"issuer": disc["issuer"], "client_id": "barbican-implicit", "flow": flow,
+            "authorization_endpoint": disc["authorization_endpoint"],
+            "jwks": {"inline": idp.jwks()}, "redirect_uri": I.CALLBACK,
+            "secrets": [SESSION_SECRET]}
+    if flow == "code":
+        oidc.update(client_id="barbican-code", client_secret="barbican-code-secret",
+                    token_endpoint=disc["token_endpoint"], cluster="idp")
+    return {"session": {"mode": "oidc", "oidc": oidc},
+            "routes": [{"match": {"path_prefix": "/app/"}, "policy": "protected"}],
+            "default_policy": "deny"}
+
+
+def oidc_session_headers() -> list[tuple[str, str]]:
+    """A session cookie for SESSION_SECRET (sealed by tests/e2e/session_cookie.py, the
+    format's independent implementation), good for a day."""
+    value = SC.session_cookie(SESSION_SECRET, "alice", int(time.time()) + 86_400,
+                              user="alice", email="alice@example.test", name="Alice Liddell",
+                              groups=["admins", "users"])
+    return [("Cookie", f"barbican_session={value}"), ("Accept", "text/html")]
+
+
+def traefik_session_row(idp: I.IdpProc) -> TraefikRow:
+    """Traefik + Barbican on a protected route with one valid Barbican session cookie."""
+    return TraefikRow("Traefik + Barbican, protected route, Barbican session cookie", "/app/",
+                      oidc_session_headers(),
+                      T.plugin_middleware(oidc_plugin_config(idp, "form_post")))
+
+
+ENVOY_ROWS = ["router", "noop_wasm", "barbican_cached", "barbican_oidc_session", "ext_authz",
+              "ext_authz_nginx", "barbican_jwt_cached", "jwt_authn_cached", "introspection_cached",
               "introspection_uncached"]
 TRAEFIK_ROWS = ["traefik_plain", "traefik_forwardauth", "traefik_barbican_jwt",
                 "traefik_barbican_session"]
@@ -405,7 +435,7 @@ def main() -> int:
                 "traefik_plain": traefik_plain_row(session),
                 "traefik_forwardauth": traefik_forwardauth_row(outpost, session),
                 "traefik_barbican_jwt": traefik_jwt_row(idp, jwt_headers),
-                "traefik_barbican_session": traefik_session_row(),
+                "traefik_barbican_session": traefik_session_row(idp),
             }
             for k in sorted(want & set(TRAEFIK_ROWS)):
                 if traefik_rows.get(k) is None:
@@ -445,6 +475,11 @@ def main() -> int:
                     r = row("barbican_cached", "barbican (cached session)", e, "/app/", session)
                     calls_total += outpost.auth_calls() - before
                     requests_total += r["requests"]
+            if "barbican_oidc_session" in want:
+                with h.start_envoy(oidc_plugin_config(idp, "code"), wasm,
+                                   clusters=api_clusters) as e:
+                    row("barbican_oidc_session", "barbican (own OIDC session cookie)", e, "/app/",
+                        oidc_session_headers())
             if "ext_authz" in want:
                 with h.start_envoy(filter="ext_authz", clusters=clusters) as e:
                     row("ext_authz", "ext_authz -> test outpost", e, "/app/", session)
@@ -519,6 +554,8 @@ def main() -> int:
         "router_rps": r["router"],
         "noop_wasm_rps": r["noop_wasm"],
         "barbican_cached_rps": r["barbican_cached"],
+        "barbican_oidc_session_rps": r["barbican_oidc_session"],
+        "oidc_session_vs_cached": round(r["barbican_oidc_session"] / r["barbican_cached"], 3),
         "ext_authz_rps": r["ext_authz"],
         "ext_authz_nginx_rps": r["ext_authz_nginx"],
         "barbican_jwt_cached_rps": r["barbican_jwt_cached"],
@@ -613,6 +650,7 @@ def write_markdown(res: dict, rows: dict) -> None:
         "router": "Envoy router only",
         "noop_wasm": "Envoy + no-op wasm filter",
         "barbican_cached": "Envoy + Barbican (cached session)",
+        "barbican_oidc_session": "Envoy + Barbican, its own OIDC session cookie (no outpost)",
         "ext_authz": "Envoy + ext_authz → test outpost",
         "ext_authz_nginx": "Envoy + ext_authz → nginx `return 200`",
         "barbican_jwt_cached": "Envoy + Barbican, api route, cached ES256 JWT",
@@ -657,6 +695,7 @@ def write_markdown(res: dict, rows: dict) -> None:
         f"| cached ≥ 1.5× ext_authz (same test outpost) | {res['cached_vs_ext_authz']}× | {goal(res['cached_vs_ext_authz'] >= 1.5)} |",
         f"| cached ≥ 0.95× no-op wasm filter | {res['cached_vs_noop_wasm']}× | {goal(res['cached_vs_noop_wasm'] >= 0.95)} |",
         f"| outpost calls per request ≤ 0.001 | {cpr:.6f} | {goal(cpr <= 0.001)} |",
+        f"| Envoy: native OIDC session ÷ outpost-cached session (no goal; the cost of opening Barbican's own cookie) | {res['oidc_session_vs_cached']}× | |",
         f"| cached JWT ≥ 1.0× jwt_authn with jwt_cache_config | {res['jwt_cached_vs_jwt_authn']}× | {goal(res['jwt_cached_vs_jwt_authn'] >= 1.0)} |",
     ] + [
         f"| first-sight {a} verify ≤ {lim} µs (node's V8, opt-level \"z\") | {us:.0f} µs | {goal(us <= lim)} |"
