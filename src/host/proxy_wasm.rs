@@ -88,9 +88,10 @@ fn flush_metrics(state: &mut State) {
 /// strips from every request (so the request holds none of them once `remove` is applied)
 /// and no name repeats. Then both give the same headers, and `add` is cheaper: Envoy's
 /// `replace` looks the name up and removes it first. A cached allow sets ~13 identity
-/// headers; callgrind on Envoy counts ~7.5k fewer instructions per request (bench/hostcost.py).
-/// A cached session hands out the same `Arc` on every hit, so the answer is kept for the
-/// last one seen: the check (~8k instructions in V8) runs once per session, not per request.
+/// headers; callgrind on Envoy counts ~12k fewer instructions per request (306.6k -> 294.4k,
+/// bench/hostcost.py). A cached session hands out the same `Arc` on every hit, so the answer
+/// is kept for the last one seen: checked on every request, the names would cost in V8 about
+/// what `add` saves.
 fn addable(s: &mut State, set: &Headers) -> bool {
     if let Some((seen, ok)) = &s.addable {
         if Headers::ptr_eq(seen, set) {
