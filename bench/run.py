@@ -439,7 +439,8 @@ def main() -> int:
                     v = run_verify_envoy(verify_envoy[0][k], verify_envoy[1])
                     acc.append(v)
                     print(f"  verify in Envoy, {k:7s}: " + ", ".join(
-                        f"{a} {x['us']:.0f} µs" for a, x in v.items()), flush=True)
+                        f"{a} {x['min_us']:.0f} µs (median batch {x['us']:.0f})"
+                        for a, x in v.items()), flush=True)
         if "barbican_cached" in want:
             calls_per_request = calls_total / max(1, requests_total)
             print(f"outpost calls during the Barbican rows: {calls_total} "
@@ -457,9 +458,11 @@ def main() -> int:
             intro_per_req[k] = round(sum(calls) / max(1, sum(x["requests"] for x in samples[k])), 6)
     verify = {k: {a: round(median([r[a]["us"] for r in rs]), 1) for a in rs[0]}
               for k, rs in verify_rounds.items() if rs}
-    venv = ({a: round(median([r[a]["us"] for r in verify_envoy_rounds]), 1)
+    # Inside Envoy only wall time is available, and other processes on the 2 cores stretch
+    # it: the headline is each round's fastest batch (the least disturbed), median over rounds.
+    venv = ({a: round(median([r[a]["min_us"] for r in verify_envoy_rounds]), 1)
              for a in verify_envoy_rounds[0]} if verify_envoy_rounds else {})
-    venv_o3 = ({a: round(median([r[a]["us"] for r in verify_envoy_o3_rounds]), 1)
+    venv_o3 = ({a: round(median([r[a]["min_us"] for r in verify_envoy_o3_rounds]), 1)
                 for a in verify_envoy_o3_rounds[0]} if verify_envoy_o3_rounds else {})
 
     if partial:
@@ -512,8 +515,10 @@ def main() -> int:
         "verify_envoy": {
             "engine": "Envoy 1.40's V8, the filter's release profile (opt-level \"z\"), "
                       "wall time per barbican::jwt::verify by the proxy-wasm clock",
-            "rounds_us": {a: [x[a]["us"] for x in verify_envoy_rounds]
+            "rounds_us": {a: [x[a]["min_us"] for x in verify_envoy_rounds]
                           for a in verify_envoy_rounds[0]},
+            "median_batch_us": {a: median([x[a]["us"] for x in verify_envoy_rounds])
+                                for a in verify_envoy_rounds[0]},
             "first_call_us": {a: median([x[a]["first_us"] for x in verify_envoy_rounds])
                               for a in verify_envoy_rounds[0]},
             "ring_o3_us": venv_o3,
@@ -691,17 +696,20 @@ def write_markdown(res: dict, rows: dict) -> None:
         "`bench/verify-envoy`: a proxy-wasm plugin built with the filter's release profile "
         "that, on its first tick in a fresh Envoy (`--concurrency 1`, no traffic), runs "
         "`barbican::jwt::verify` on the same tokens, keys and config as verify-bench below "
-        "(`verify-bench --fixture`), timed by the proxy-wasm clock: median of 7 batches after "
-        "a 0.4 s warm-up, median over the rounds. One VM measures (the other waits).",
+        "(`verify-bench --fixture`), timed by the proxy-wasm clock (wall time: Envoy offers "
+        "no CPU clock) in 7 batches after a 0.4 s warm-up; shown is each round's fastest "
+        "batch, median over the rounds (other processes on the 2 cores stretch the slower "
+        "batches; the median batch is given too). One VM measures (the other waits).",
         "",
-        "| alg | inside Envoy µs | every round | first call µs | ring at opt-level 3 µs | node's V8 µs (\"z\") | Envoy ÷ node | goal |",
-        "|---|---:|---|---:|---:|---:|---:|---|",
+        "| alg | inside Envoy µs | every round | median batch µs | first call µs | ring at opt-level 3 µs | node's V8 µs (\"z\") | Envoy ÷ node | goal |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     vx = res["verify_envoy"]
     for (a, us, lim), (_, node_us, _) in zip(ve, vg):
         ve_rounds = ", ".join(f"{x:.0f}" for x in vx["rounds_us"][a])
         lines.append(
-            f"| {a} | {us:.0f} | {ve_rounds} | {vx['first_call_us'][a]:.0f} | "
+            f"| {a} | {us:.0f} | {ve_rounds} | {vx['median_batch_us'][a]:.0f} | "
+            f"{vx['first_call_us'][a]:.0f} | "
             f"{vx['ring_o3_us'][a]:.0f} | {node_us:.0f} | "
             f"{us / node_us:.2f} | ≤ {lim}: {goal(us <= lim)} |")
     vwb = vx["wasm_bytes"]
