@@ -281,6 +281,12 @@ impl Engine {
         })
     }
 
+    /// Whether `decide` removes every client-sent header called `name`, on every request
+    /// (identity header families and configured extras), before anything is set.
+    pub fn always_strips(&self, name: &str) -> bool {
+        is_identity_header(name, &self.strip_extra)
+    }
+
     /// The rule a request matches (index into the config's routes) and its policy, or the
     /// reason its path was refused. For `barbican explain` and logs.
     pub fn route_of(
