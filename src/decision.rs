@@ -676,11 +676,21 @@ impl Engine {
     }
 
     fn groups_ok(&self, route: Option<usize>, identity: &[(String, String)]) -> bool {
+        if !self.route_needs_groups(route) {
+            return true;
+        }
         let Some(fa) = &self.fa else {
             return self.groups_match(route, &[]);
         };
         let has: Vec<&str> = fa.groups(identity).collect();
         self.groups_match(route, &has)
+    }
+
+    /// Whether the route has `require_groups` (so a decision needs the user's groups).
+    fn route_needs_groups(&self, route: Option<usize>) -> bool {
+        route
+            .and_then(|i| self.routes.get(i))
+            .is_some_and(|r| !r.require_groups.is_empty())
     }
 
     /// Whether a user in groups `has` meets the route's `require_groups`.
@@ -1035,7 +1045,11 @@ fn is_preflight(method: &str, headers: &[(String, String)]) -> bool {
 fn is_browser(method: &str, headers: &[(String, String)]) -> bool {
     (method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"))
         && header(headers, "x-requested-with").is_none()
-        && header(headers, "accept").is_some_and(|a| a.to_ascii_lowercase().contains("text/html"))
+        && header(headers, "accept").is_some_and(|a| {
+            a.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        })
 }
 
 mod api;

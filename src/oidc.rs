@@ -127,15 +127,36 @@ pub fn form_field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a s
     it.next().is_none().then_some(first.1.as_str())
 }
 
-/// The value of cookie `name` in the request's Cookie headers (the first one).
+/// The value of cookie `name` in the request's Cookie headers (the first one). On every
+/// protected request: plain scanning, no allocation.
 pub fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-        .flat_map(|(_, v)| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"'))
+    for (n, v) in headers {
+        if !n.eq_ignore_ascii_case("cookie") {
+            continue;
+        }
+        let mut rest = v.as_str();
+        loop {
+            let (part, tail) = match rest.find(';') {
+                Some(i) => {
+                    let (a, b) = rest.split_at(i);
+                    (a, b.get(1..))
+                }
+                None => (rest, None),
+            };
+            if let Some(value) = part
+                .trim_start()
+                .strip_prefix(name)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                return Some(value.trim_end().trim_matches('"'));
+            }
+            match tail {
+                Some(t) => rest = t,
+                None => break,
+            }
+        }
+    }
+    None
 }
 
 /// What a login carries through the provider, sealed into `state`.
@@ -626,6 +647,19 @@ mod tests {
         assert_eq!(cookie(&h, "barbican_session"), Some("xyz"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "barbican"), None);
+        assert_eq!(cookie(&h, "a"), Some("1"));
+        let q = vec![(
+            "cookie".to_string(),
+            " x = 1;y=\"q\" ;barbican_session_login=z".to_string(),
+        )];
+        assert_eq!(cookie(&q, "y"), Some("q"));
+        assert_eq!(cookie(&q, "barbican_session"), None);
+        assert_eq!(cookie(&q, "barbican_session_login"), Some("z"));
+        assert_eq!(
+            cookie(&q, "x"),
+            None,
+            "no space before '=' in a cookie pair"
+        );
         let f = form_pairs("state=a%2Fb&code=x+y&code=z&e=");
         assert_eq!(form_field(&f, "state"), Some("a/b"));
         assert_eq!(form_field(&f, "code"), None, "repeated");

@@ -81,6 +81,32 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Whether a path is already in normalized form: only plain ASCII (no escapes, `;`, `\\`,
+/// controls), no `//`, no `.` or `..` segment. Most requests are; they skip the two passes.
+fn already_normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let dot_segment = |seg: &[u8]| seg == b"." || seg == b"..";
+    let mut seg_start = 0;
+    let mut prev_slash = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'/' => {
+                if prev_slash || b.get(seg_start..i).is_some_and(dot_segment) {
+                    return false;
+                }
+                prev_slash = true;
+                seg_start = i + 1;
+            }
+            b'%' | b';' | b'\\' | b'#' | 0..=0x20 | 0x7f..=0xff => return false,
+            _ => prev_slash = false,
+        }
+    }
+    !b.get(seg_start..).is_some_and(dot_segment)
+}
+
 /// Normalizes an origin-form request target (`/path?query`).
 pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
     let (path, query) = match raw.split_once('?') {
@@ -95,7 +121,18 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
             return Err(PathError::BadCharacter);
         }
     }
+    if already_normal(path) {
+        return Ok(NormalizedPath {
+            path: path.to_string(),
+            match_path: path.to_string(),
+            query,
+        });
+    }
+    normalize_slow(path, query)
+}
 
+/// The two passes, for paths that are not [`already_normal`].
+fn normalize_slow(path: &str, query: Option<String>) -> Result<NormalizedPath, PathError> {
     // Pass 1: decode unreserved escapes, canonicalize the others, refuse the dangerous.
     let bytes = path.as_bytes();
     let mut decoded = String::with_capacity(path.len());
@@ -390,6 +427,55 @@ pub fn find(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_agrees_with_the_two_passes() {
+        let corpus = [
+            "/",
+            "/app/",
+            "/app",
+            "/a/b/c",
+            "/a-b_c~d/e.f",
+            "/.well-known/x",
+            "/a/.b/..c/",
+            "/a/b..",
+            "/x:y@z!$&'()*+,=",
+            "//",
+            "/a//b",
+            "/./",
+            "/a/.",
+            "/a/..",
+            "/..",
+            "/a/./b",
+            "/a;b",
+            "/%41",
+            "/a\\b",
+            "/a b",
+            "/ä",
+            "/a/b/",
+            "/.",
+            "/..a",
+            "/a..",
+        ];
+        for p in corpus {
+            if already_normal(p) {
+                let slow = normalize_slow(p, None).unwrap();
+                assert_eq!(
+                    (slow.path.as_str(), slow.match_path.as_str()),
+                    (p, p),
+                    "{p}"
+                );
+            }
+        }
+        for p in ["/", "/app/", "/a/.b/..c/", "/.well-known/x", "/a/b.."] {
+            assert!(already_normal(p), "{p}");
+        }
+        for p in [
+            "//", "/a//b", "/./", "/a/.", "/a/..", "/..", "/.", "/a;b", "/%41", "/ä",
+        ] {
+            assert!(!already_normal(p), "{p}");
+        }
+    }
 
     fn n(p: &str) -> Result<String, PathError> {
         normalize_path(p).map(|n| n.path_and_query())

@@ -14,7 +14,8 @@ use crate::tokens::{self, Outcome};
 #[derive(Debug, Clone)]
 pub(super) struct SessionInfo {
     identity: Headers,
-    groups: Vec<String>,
+    /// Shared, so that serving a cached session copies no strings.
+    groups: std::sync::Arc<[String]>,
     exp_ms: Millis,
 }
 
@@ -43,7 +44,6 @@ pub(super) struct LoginWait {
     id_token: Option<String>,
 }
 
-const SESSION_PREFIX: &[u8] = b"oidc\0";
 const REVOKED_PREFIX: &[u8] = b"oidc-revoked\0";
 /// Longest original URL carried through a login; longer ones return to the host's root.
 const MAX_RETURN_URL: usize = 2048;
@@ -110,7 +110,7 @@ impl Oidc {
                 s.name.as_deref(),
                 &s.groups,
             ),
-            groups: s.groups.clone(),
+            groups: s.groups.as_slice().into(),
             exp_ms: s.exp.saturating_mul(1000),
         }
     }
@@ -222,12 +222,11 @@ impl Engine {
             self.counters.unavailable += 1;
             return respond(503, BODY_503, "no_session_config");
         };
-        let name = o.rp.cfg.cookie.name.clone();
-        let value = rp::cookie(req.headers, &name);
+        let value = rp::cookie(req.headers, &o.rp.cfg.cookie.name);
         let mut found = None;
         if let Some(v) = value.filter(|v| v.len() <= rp::MAX_COOKIE_VALUE) {
-            let m = material(SESSION_PREFIX, v);
-            if let Some(info) = o.sessions.get(&m, now) {
+            // This cache holds sessions only: the cookie value itself is the key material.
+            if let Some(info) = o.sessions.get(v.as_bytes(), now) {
                 self.counters.cache_hit += 1;
                 found = Some(info.clone());
             } else {
@@ -249,16 +248,18 @@ impl Engine {
                     let trust = now
                         .saturating_add(self.cache_cfg.local_ttl_s * 1000)
                         .min(info.exp_ms);
-                    o.sessions.put(&m, info.clone(), trust);
+                    o.sessions.put(v.as_bytes(), info.clone(), trust);
                     found = Some(info);
                 }
             }
         }
         if let Some(info) = found {
-            let has: Vec<&str> = info.groups.iter().map(String::as_str).collect();
-            if !self.groups_match(ctx.route, &has) {
-                self.counters.denied += 1;
-                return respond(403, BODY_403, "groups");
+            if self.route_needs_groups(ctx.route) {
+                let has: Vec<&str> = info.groups.iter().map(String::as_str).collect();
+                if !self.groups_match(ctx.route, &has) {
+                    self.counters.denied += 1;
+                    return respond(403, BODY_403, "groups");
+                }
             }
             self.counters.allowed += 1;
             return Step::Allow(Allow {
@@ -586,8 +587,7 @@ impl Engine {
                 let trust = now
                     .saturating_add(self.cache_cfg.local_ttl_s * 1000)
                     .min(info.exp_ms);
-                o.sessions
-                    .put(&material(SESSION_PREFIX, &value), info, trust);
+                o.sessions.put(value.as_bytes(), info, trust);
                 self.counters.allowed += 1;
                 redirect(wait.state.u, headers, "login_done")
             }
@@ -630,7 +630,7 @@ impl Engine {
         };
         let name = o.rp.cfg.cookie.name.clone();
         if let Some(v) = rp::cookie(headers, &name) {
-            o.sessions.remove(&material(SESSION_PREFIX, v));
+            o.sessions.remove(v.as_bytes());
             let exp =
                 o.rp.sessions
                     .open(v)

@@ -309,23 +309,32 @@ impl ForwardAuth {
     /// The session part of the Cookie header(s): `name=value` pairs whose names match the
     /// configured prefixes, sorted so cookie order does not split the cache.
     pub fn session_cookies<'a>(&self, headers: &'a [(String, String)]) -> Vec<&'a str> {
-        let mut out: Vec<&str> = headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-            .flat_map(|(_, v)| v.split(';'))
-            .map(str::trim)
-            .filter(|kv| !kv.is_empty())
-            .filter(|kv| {
-                let name = kv.split('=').next().unwrap_or("");
-                self.session_cookies.is_empty()
+        // Plain loops: this runs on every protected request.
+        let mut out: Vec<&str> = Vec::new();
+        for (n, v) in headers {
+            if !n.eq_ignore_ascii_case("cookie") {
+                continue;
+            }
+            for kv in v.split(';') {
+                let kv = kv.trim();
+                if kv.is_empty() {
+                    continue;
+                }
+                let name = kv.split_once('=').map_or(kv, |(n, _)| n);
+                if self.session_cookies.is_empty()
                     || self
                         .session_cookies
                         .iter()
                         .any(|p| name.starts_with(p.as_str()))
-            })
-            .collect();
-        out.sort_unstable();
-        out.dedup();
+                {
+                    out.push(kv);
+                }
+            }
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
         out
     }
 }
