@@ -62,7 +62,9 @@ build: wasm cli traefik
 wasm: deps-rust deps-node deps-system
 	cargo build --release --locked --target $(WASM_TARGET) --lib --features envoy
 	@mkdir -p dist
-	$(WASM_OPT) -Oz --strip-debug --enable-bulk-memory --enable-sign-ext \
+	# --flatten --rereloop before -Oz: ~8 KB smaller than -Oz alone, and the same instructions
+	# per request inside Envoy (bench/hostcost.py: V8 compiles both to the same code).
+	$(WASM_OPT) --flatten --rereloop -Oz -Oz --strip-debug --enable-bulk-memory --enable-sign-ext \
 	  --enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue \
 	  --enable-reference-types \
 	  target/$(WASM_TARGET)/release/barbican.wasm -o dist/barbican.wasm

@@ -310,7 +310,7 @@ impl Engine {
 
     /// Decides what happens to a request. Client-sent identity headers are always removed
     /// from whatever reaches the upstream, on every route.
-    pub fn decide(&mut self, req: Request<'_>, now: Millis, store: &mut impl SharedStore) -> Step {
+    pub fn decide(&mut self, req: Request<'_>, now: Millis, store: &mut dyn SharedStore) -> Step {
         let headers = req.headers;
         let Some(raw_path) = header(headers, ":path") else {
             self.counters.requests_invalid += 1;
@@ -463,7 +463,7 @@ impl Engine {
         &mut self,
         req: Request<'_>,
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
         key: Option<Vec<u8>>,
         ctx: Ctx<'_>,
     ) -> Step {
@@ -716,7 +716,7 @@ impl Engine {
         status: u16,
         headers: &[(String, String)],
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) -> Vec<(ReqId, Step)> {
         self.on_callout_body(id, status, headers, &[], now, store)
     }
@@ -730,7 +730,7 @@ impl Engine {
         headers: &[(String, String)],
         body: &[u8],
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) -> Vec<(ReqId, Step)> {
         let Some(call) = self.calls.remove(&id) else {
             return Vec::new();
@@ -884,7 +884,7 @@ impl Engine {
         }
     }
 
-    fn store_entry(&mut self, key: &[u8], e: &Entry, now: Millis, store: &mut impl SharedStore) {
+    fn store_entry(&mut self, key: &[u8], e: &Entry, now: Millis, store: &mut dyn SharedStore) {
         if e.size() as u64 > self.cache_cfg.max_entry_bytes {
             return;
         }

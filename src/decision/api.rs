@@ -231,7 +231,7 @@ impl Engine {
         &mut self,
         req: Request<'_>,
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
         route: Option<usize>,
         remove: Vec<String>,
         path: Option<String>,
@@ -390,7 +390,7 @@ impl Engine {
         info: &TokenInfo,
         until: Millis,
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) {
         if until <= now {
             return;
@@ -549,7 +549,7 @@ impl Engine {
         status: u16,
         body: &[u8],
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) -> Vec<(ReqId, Step)> {
         if let Some(k) = &call.key {
             if self.by_key.get(k) == Some(&call.callout.id) {
@@ -634,7 +634,7 @@ impl Engine {
     /// Callouts the host's root context should dispatch now: orphaned forward-auth calls
     /// and due key-set fetches. Key sets fetched by another worker are adopted from the
     /// shared store instead of fetched again.
-    pub fn background(&mut self, now: Millis, store: &mut impl SharedStore) -> Vec<Callout> {
+    pub fn background(&mut self, now: Millis, store: &mut dyn SharedStore) -> Vec<Callout> {
         let mut out = self.take_orphans(now);
         for i in 0..self.api.providers.len() {
             let Some(p) = self.api.providers.get_mut(i) else {
@@ -804,7 +804,7 @@ impl Engine {
         status: u16,
         body: &[u8],
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) -> Vec<(ReqId, Step)> {
         self.update_keys(i, status, body, now, store);
         // Requests that waited for this key set: verify them now, without asking again.
@@ -857,7 +857,7 @@ impl Engine {
         status: u16,
         body: &[u8],
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) {
         let Some(p) = self.api.providers.get_mut(i) else {
             return;

@@ -196,7 +196,7 @@ impl Engine {
         &mut self,
         req: Request<'_>,
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
         host: &str,
         match_path: &str,
         query: Option<&str>,
@@ -215,7 +215,7 @@ impl Engine {
         &mut self,
         req: Request<'_>,
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
         ctx: ProtectedCtx<'_>,
     ) -> Step {
         let Some(o) = &mut self.oidc else {
@@ -623,7 +623,7 @@ impl Engine {
         &mut self,
         headers: &[(String, String)],
         now: Millis,
-        store: &mut impl SharedStore,
+        store: &mut dyn SharedStore,
     ) -> Step {
         let Some(o) = &mut self.oidc else {
             return respond(503, BODY_503, "no_session_config");
