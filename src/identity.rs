@@ -20,12 +20,16 @@ pub fn is_identity_header(name: &str, extra: &[String]) -> bool {
         "x-forwarded-preferred-username",
         "x-forwarded-access-token",
     ];
-    // Runs for every header of every request: compare folded bytes without allocating.
-    PREFIXES
+    // Runs for every header of every request: compare folded bytes without allocating, and
+    // only for names that can be in a family at all (every one starts with `x` or `r`).
+    let family = matches!(
+        name.as_bytes().first().map(u8::to_ascii_lowercase),
+        Some(b'x' | b'r')
+    ) && (PREFIXES
         .iter()
         .any(|p| name.len() >= p.len() && folded_eq(name.as_bytes().get(..p.len()), p))
-        || EXACT.iter().any(|e| folded_eq(Some(name.as_bytes()), e))
-        || extra.iter().any(|e| folded_eq(Some(name.as_bytes()), e))
+        || EXACT.iter().any(|e| folded_eq(Some(name.as_bytes()), e)));
+    family || extra.iter().any(|e| folded_eq(Some(name.as_bytes()), e))
 }
 
 /// `name` equals `want` (lower case, `-`) ignoring case and reading `_` as `-`.
