@@ -290,18 +290,19 @@ impl Engine {
             self.counters.denied += 1;
             return challenge(401, Some("invalid_token"), "token_too_large");
         }
-        let material = token_material(&token);
-
+        // The per-worker token cache holds tokens only: the token itself is its key. The
+        // prefixed material names it in the shared store, next to session decisions.
         if let Some(info) = self
             .api
             .tokens
-            .get(&material, now)
+            .get(token.as_bytes(), now)
             .filter(|i| self.api.still_valid(i))
         {
             self.counters.cache_hit += 1;
             let info = info.clone();
             return self.authorize(&info, route, remove, path);
         }
+        let material = token_material(&token);
         let digest = sha(&material);
         let slot = cache::slot_name(&digest, self.cache_cfg.max_entries);
         if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, &digest)) {
@@ -317,7 +318,7 @@ impl Engine {
                 let trust = now
                     .saturating_add(self.cache_cfg.local_ttl_s * 1000)
                     .min(info.exp_ms);
-                self.api.tokens.put(&material, info.clone(), trust);
+                self.api.tokens.put(token.as_bytes(), info.clone(), trust);
                 return self.authorize(&info, route, remove, path);
             }
         }
@@ -399,7 +400,7 @@ impl Engine {
             .saturating_add(self.cache_cfg.local_ttl_s * 1000)
             .min(until);
         self.api.tokens.put(
-            material,
+            material.strip_prefix(TOKEN_PREFIX).unwrap_or(material),
             TokenInfo {
                 exp_ms: until,
                 ..info.clone()
