@@ -137,6 +137,30 @@ struct Pending {
     login: Option<Box<oidc::LoginWait>>,
 }
 
+impl Pending {
+    /// A request waiting on callout `call` with nothing else to carry (no stale entry, no
+    /// callout of its own, no token, no login): the parts every waiter has.
+    fn new(
+        call: CallId,
+        remove: Vec<String>,
+        path: Option<String>,
+        route: Option<usize>,
+        browser: bool,
+    ) -> Pending {
+        Pending {
+            call,
+            remove,
+            path,
+            browser,
+            route,
+            stale: None,
+            callout: Vec::new(),
+            token: None,
+            login: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Driver {
     /// The request whose context dispatched the callout.
@@ -530,15 +554,9 @@ impl Engine {
         let cluster = fa.cluster.clone();
         let timeout_ms = fa.timeout_ms;
         let mut pending = Pending {
-            call: 0,
-            remove,
-            path,
-            browser,
-            route,
             stale,
             callout: callout_headers.clone(),
-            token: None,
-            login: None,
+            ..Pending::new(0, remove, path, route, browser)
         };
         if let Some(cid) = key.as_deref().and_then(|k| self.by_key.get(k)).copied() {
             if let Some(call) = self.calls.get_mut(&cid) {

@@ -340,15 +340,8 @@ impl Engine {
                         call.members.push(req.id);
                     }
                     let p = Pending {
-                        call: cid,
-                        remove,
-                        path,
-                        browser: false,
-                        route,
-                        stale: None,
-                        callout: Vec::new(),
                         token: Some(token),
-                        login: None,
+                        ..Pending::new(cid, remove, path, route, false)
                     };
                     self.pending.insert(req.id, p);
                     return Step::Wait;
@@ -472,17 +465,7 @@ impl Engine {
             self.counters.denied += 1;
             return challenge(401, Some("invalid_token"), "no_introspection");
         };
-        let pending = Pending {
-            call: 0,
-            remove,
-            path,
-            browser: false,
-            route,
-            stale: None,
-            callout: Vec::new(),
-            token: None,
-            login: None,
-        };
+        let pending = Pending::new(0, remove, path, route, false);
         if let Some(&cid) = self.by_key.get(&material) {
             if let Some(call) = self.calls.get_mut(&cid) {
                 call.members.push(id);

@@ -140,15 +140,8 @@ fn login_failed(status: u16, headers: Vec<(String, String)>, reason: &'static st
 /// A login waiting on callout `call`.
 fn login_pending(call: CallId, wait: LoginWait) -> Pending {
     Pending {
-        call,
-        remove: Vec::new(),
-        path: None,
-        browser: true,
-        route: None,
-        stale: None,
-        callout: Vec::new(),
-        token: None,
         login: Some(Box::new(wait)),
+        ..Pending::new(call, Vec::new(), None, None, true)
     }
 }
 
