@@ -645,3 +645,12 @@ class Browser:
     def logout(self, url: str, *, max_hops: int = 15) -> BrowserResponse:
         """Follow an end-session URL, submitting the test IdP's self-submitting logout form."""
         return self.browse(url, max_hops=max_hops)
+
+
+APP_URL = "http://app.test"
+
+
+def app_browser(port: int) -> Browser:
+    """A browser whose `app.test` is the proxy listening on loopback `port` (the test IdP's
+    relying-party clients are registered for http://app.test/...)."""
+    return Browser(hosts={"app.test": ("127.0.0.1", port)})

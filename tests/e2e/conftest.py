@@ -59,6 +59,17 @@ def idp():
 
 
 @pytest.fixture(scope="module")
+def one_key_idp():
+    """The test OpenID provider with a single key generation (the JWT corpus tests)."""
+    import idp as I
+    p = I.start_idp(generations=1)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
 def barbican(wasm, outpost, upstream):
     """Envoy + Barbican with the default plugin configuration and the hardened HCM."""
     env = harness.start_envoy(harness.default_plugin_config(), wasm,

@@ -373,3 +373,8 @@ def browser_login(browser: Any, url: str, user: str = "alice") -> Any:
     r = browser.login(url, user, USERS[user][0])
     assert r.status == 200, f"{r!r}\nhops: {r.hops}"
     return r
+
+
+def app_login(browser: Any, path: str = "/app/page?x=1", user: str = "alice") -> Any:
+    """browser_login from http://app.test + `path`."""
+    return browser_login(browser, "http://app.test" + path, user)

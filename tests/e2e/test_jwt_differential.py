@@ -171,31 +171,22 @@ JWT_AUTHN_RULES = [J.require(DEFAULTS_PREFIX, "idp_defaults"), J.require("/", "i
 
 
 @pytest.fixture(scope="module")
-def diff_idp():
-    p = I.start_idp(generations=1)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture(scope="module")
 def local_keys():
     return LocalKeys()
 
 
 @pytest.fixture(scope="module")
-def envoys(wasm, diff_idp, upstream, local_keys):
+def envoys(wasm, one_key_idp, upstream, local_keys):
     """(barbican, jwt_authn), both warmed up (key sets fetched) with a valid token."""
     jwks = local_keys.jwks()
-    clusters = {"idp": diff_idp.port, "upstream": upstream.port}
-    barb = H.start_envoy(barbican_config(diff_idp, jwks), wasm,
+    clusters = {"idp": one_key_idp.port, "upstream": upstream.port}
+    barb = H.start_envoy(barbican_config(one_key_idp, jwks), wasm,
                          clusters={**clusters, "outpost": upstream.port})
     try:
-        ref = J.start_jwt_authn_envoy(jwt_authn_providers(diff_idp, jwks),
+        ref = J.start_jwt_authn_envoy(jwt_authn_providers(one_key_idp, jwks),
                                       JWT_AUTHN_RULES, clusters)
         try:
-            tok = diff_idp.token(I.RES_ES, "read")
+            tok = one_key_idp.token(I.RES_ES, "read")
             for env in (barb, ref):
                 deadline = time.monotonic() + 10
                 while True:
@@ -570,10 +561,10 @@ def send(env: H.EnvoyProc, req: Req, i: int) -> H.Response:
 
 
 @pytest.fixture(scope="module")
-def results(envoys, diff_idp, local_keys):
+def results(envoys, one_key_idp, local_keys):
     """name -> (jwt_authn response, Barbican response) for the whole corpus."""
     barb, ref = envoys
-    ctx = Ctx(diff_idp, local_keys)
+    ctx = Ctx(one_key_idp, local_keys)
     out = {}
     for i, case in enumerate(CASES):
         req = case.build(ctx)

@@ -41,15 +41,6 @@ def traefik_config(idp: I.IdpProc, local_jwks: dict, idp_jwks_file: str) -> dict
 
 
 @pytest.fixture(scope="module")
-def corpus_idp():
-    p = I.start_idp(generations=1)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture(scope="module")
 def corpus_keys():
     return LocalKeys()
 
@@ -67,23 +58,23 @@ def _warm(name: str, send, tok: str, log_tail) -> None:
 
 
 @pytest.fixture(scope="module")
-def hosts(wasm, corpus_idp, upstream, corpus_keys):
+def hosts(wasm, one_key_idp, upstream, corpus_keys):
     """(envoy, traefik), both accepting a valid IdP token."""
     jwks = corpus_keys.jwks()
     keydir = H.new_tmp_dir("idp-jwks")
-    (keydir / "idp.json").write_text(json.dumps(corpus_idp.jwks()))
-    env = H.start_envoy(barbican_config(corpus_idp, jwks), wasm,
-                        clusters={"idp": corpus_idp.port, "upstream": upstream.port,
+    (keydir / "idp.json").write_text(json.dumps(one_key_idp.jwks()))
+    env = H.start_envoy(barbican_config(one_key_idp, jwks), wasm,
+                        clusters={"idp": one_key_idp.port, "upstream": upstream.port,
                                   "outpost": upstream.port})
     try:
         tr = T.start_traefik(
             routers={"jwt": T.router(HOST, ["barbican"])},
             middlewares={"barbican": T.plugin_middleware(
-                traefik_config(corpus_idp, jwks, str(keydir / "idp.json")))},
+                traefik_config(one_key_idp, jwks, str(keydir / "idp.json")))},
             services={"upstream": upstream.port},
             plugin_settings={T.PLUGIN: {"mounts": [f"{keydir}:{keydir}:ro"]}})
         try:
-            tok = corpus_idp.token(I.RES_ES, "read")
+            tok = one_key_idp.token(I.RES_ES, "read")
             _warm("envoy", lambda t: H.get(env.port, "/warm-up", headers=bearer(t)), tok,
                   env.log_tail)
             _warm("traefik", lambda t: H.get(tr.port, "/warm-up", host=HOST,
@@ -102,10 +93,10 @@ def send(port: int, req: Req, i: int, host: str | None = None) -> H.Response:
 
 
 @pytest.fixture(scope="module")
-def results(hosts, corpus_idp, corpus_keys):
+def results(hosts, one_key_idp, corpus_keys):
     """name -> (Barbican on Envoy, Barbican on Traefik) for the whole corpus."""
     env, tr = hosts
-    ctx = Ctx(corpus_idp, corpus_keys)
+    ctx = Ctx(one_key_idp, corpus_keys)
     out = {}
     for i, case in enumerate(CASES):
         req = case.build(ctx)

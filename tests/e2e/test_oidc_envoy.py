@@ -64,14 +64,6 @@ def envoy(wasm, idp, upstream):
         env.stop()
 
 
-def browser(envoy) -> B.Browser:
-    return B.Browser(hosts={"app.test": ("127.0.0.1", envoy.port)})
-
-
-def login(b: B.Browser, path: str = "/app/page?x=1", user: str = "alice") -> B.BrowserResponse:
-    return I.browser_login(b, f"{APP}{path}", user)
-
-
 def seen_headers(r: B.BrowserResponse) -> dict:
     return r.json()["headers"]
 
@@ -86,9 +78,9 @@ def raw_get(envoy, path: str, headers: dict) -> http.client.HTTPResponse:
 
 
 def test_login_then_requests_need_no_idp_calls(envoy, idp):
-    b = browser(envoy)
+    b = B.app_browser(envoy.port)
     idp.reset()
-    r = login(b)
+    r = I.app_login(b)
     assert r.url == f"{APP}/app/page?x=1"
     h = seen_headers(r)
     assert h["x-authentik-username"] == ["alice"]
@@ -111,16 +103,16 @@ def test_login_then_requests_need_no_idp_calls(envoy, idp):
 
 
 def test_groups_are_enforced_from_the_session(envoy):
-    b = browser(envoy)
-    login(b, "/x", user="bob")
+    b = B.app_browser(envoy.port)
+    I.app_login(b, "/x", user="bob")
     assert b.get(f"{APP}/admin/x").status == 403
     assert b.get(f"{APP}/x").status == 200
-    a = browser(envoy)
-    login(a, "/admin/x", user="alice")
+    a = B.app_browser(envoy.port)
+    I.app_login(a, "/admin/x", user="alice")
 
 
 def test_xhr_and_api_clients_get_401_not_a_redirect(envoy):
-    b = browser(envoy)
+    b = B.app_browser(envoy.port)
     r = b.get(f"{APP}/x", headers={"X-Requested-With": "XMLHttpRequest"})
     assert r.status == 401
     r = b.get(f"{APP}/x", headers={"Accept": "application/json"})
@@ -129,8 +121,8 @@ def test_xhr_and_api_clients_get_401_not_a_redirect(envoy):
 
 @pytest.mark.parametrize("what", ["tampered", "expired", "foreign", "garbage"])
 def test_bad_cookies_lead_to_a_new_login(envoy, what):
-    b = browser(envoy)
-    login(b)
+    b = B.app_browser(envoy.port)
+    I.app_login(b)
     good = b.cookie("app.test", "barbican_session")
     now = int(time.time())
     value = {
@@ -172,8 +164,8 @@ def test_a_cookie_sealed_by_the_test_matches_the_documented_format(envoy):
 
 
 def test_logout_clears_and_revokes_the_session_and_ends_the_idp_session(envoy, idp):
-    b = browser(envoy)
-    login(b)
+    b = B.app_browser(envoy.port)
+    I.app_login(b)
     value = b.cookie("app.test", "barbican_session")
     r = b.get(f"{APP}/.barbican/logout")
     assert r.status == 302
@@ -201,7 +193,7 @@ def test_a_forged_host_never_becomes_a_return_url(envoy, host):
 
 @pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example", "/%2F%2Fevil.example"])
 def test_path_tricks_return_to_the_same_host(envoy, path):
-    b = browser(envoy)
+    b = B.app_browser(envoy.port)
     r = b.login(f"{APP}{path}", "alice", "alice-password")
     # Either refused outright, or back on app.test: never another host.
     if r.status == 400:
@@ -212,7 +204,7 @@ def test_path_tricks_return_to_the_same_host(envoy, path):
 
 
 def test_the_callback_refuses_forged_and_replayed_states(envoy, idp):
-    b = browser(envoy)
+    b = B.app_browser(envoy.port)
     # Start a login, stop at the IdP.
     r = b.follow(f"{APP}/x")
     assert b.login_form(r) is not None
@@ -222,7 +214,7 @@ def test_the_callback_refuses_forged_and_replayed_states(envoy, idp):
         r = b.get(f"{APP}/.barbican/callback?code=x&state={urllib.parse.quote(bad)}")
         assert r.status == 400, (bad, r)
     # The right state from a browser without the login cookie: refused.
-    other = browser(envoy)
+    other = B.app_browser(envoy.port)
     r = other.get(f"{APP}/.barbican/callback?code=x&state={urllib.parse.quote(state)}")
     assert r.status == 400
     # The provider reports an error: 403, no loop.
@@ -233,8 +225,8 @@ def test_the_callback_refuses_forged_and_replayed_states(envoy, idp):
 def test_secret_rotation_keeps_sessions_of_the_previous_secret(wasm, idp, upstream):
     old = _envoy(wasm, idp, upstream, [OLD_SECRET])
     try:
-        b = browser(old)
-        login(b)
+        b = B.app_browser(old.port)
+        I.app_login(b)
         value = b.cookie("app.test", "barbican_session")
     finally:
         old.stop()
@@ -252,8 +244,8 @@ def test_secret_rotation_keeps_sessions_of_the_previous_secret(wasm, idp, upstre
 def test_client_secret_post_and_rs256(wasm, idp, upstream):
     env = _envoy(wasm, idp, upstream, [SECRET], client="barbican-code-post")
     try:
-        b = browser(env)
-        r = login(b)
+        b = B.app_browser(env.port)
+        r = I.app_login(b)
         assert seen_headers(r)["x-authentik-username"] == ["alice"]
     finally:
         env.stop()

@@ -66,18 +66,10 @@ def traefik(idp, upstream):
         t.stop()
 
 
-def browser(t) -> B.Browser:
-    return B.Browser(hosts={"app.test": ("127.0.0.1", t.port)})
-
-
-def login(b: B.Browser, path: str = "/app/page?x=1", user: str = "alice") -> B.BrowserResponse:
-    return I.browser_login(b, f"{APP}{path}", user)
-
-
 def test_form_post_login_then_requests_need_no_idp_calls(traefik, idp):
-    b = browser(traefik)
+    b = B.app_browser(traefik.port)
     idp.reset()
-    r = login(b)
+    r = I.app_login(b)
     assert r.url == f"{APP}/app/page?x=1"
     h = r.json()["headers"]
     assert h["x-authentik-username"] == ["alice"]
@@ -101,11 +93,11 @@ def test_form_post_login_then_requests_need_no_idp_calls(traefik, idp):
 
 
 def test_groups_xhr_and_bad_cookies(traefik):
-    b = browser(traefik)
-    login(b, "/x", user="bob")
+    b = B.app_browser(traefik.port)
+    I.app_login(b, "/x", user="bob")
     assert b.get(f"{APP}/admin/x").status == 403
     assert b.get(f"{APP}/x", headers={"X-Requested-With": "XMLHttpRequest"}).status == 200
-    anon = browser(traefik)
+    anon = B.app_browser(traefik.port)
     assert anon.get(f"{APP}/x", headers={"X-Requested-With": "XMLHttpRequest"}).status == 401
     now = int(time.time())
     for value in [SC.session_cookie(SECRET, "alice", now - 5, user="alice"),
@@ -119,8 +111,8 @@ def test_groups_xhr_and_bad_cookies(traefik):
 
 
 def test_logout_clears_the_cookie_and_goes_to_the_provider(traefik, idp):
-    b = browser(traefik)
-    login(b)
+    b = B.app_browser(traefik.port)
+    I.app_login(b)
     r = b.get(f"{APP}/.barbican/logout")
     assert r.status == 302 and r.location.startswith(idp.discovery()["end_session_endpoint"])
     assert b.cookie("app.test", "barbican_session") is None
@@ -135,7 +127,7 @@ def test_forged_hosts_and_callback_forgeries_are_refused(traefik):
         r = H.get(traefik.port, "/x", host=host, headers={"Accept": "text/html"})
         # Traefik has no router for those hosts at all: 404, never a login.
         assert r.status in (400, 404) and not r.from_upstream, r
-    b = browser(traefik)
+    b = B.app_browser(traefik.port)
     r = b.post(f"{APP}/.barbican/callback", form={"id_token": "x.y.z", "state": "forged"})
     assert r.status == 400, r
     r = b.get(f"{APP}/.barbican/callback?id_token=x&state=y")
