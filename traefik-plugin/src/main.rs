@@ -19,7 +19,7 @@ mod plugin;
 #[cfg(target_arch = "wasm32")]
 mod host {
     use crate::keyfiles::KeyEvent;
-    use crate::plugin::{header_list, parse_source_addr, value_needed, Action, Instance};
+    use crate::plugin::{header_list, parse_source_addr, Action, Instance};
     use barbican::Millis;
     use http_wasm_guest::host::{admin, log, Request, Response};
     use http_wasm_guest::{register, Guest};
@@ -69,7 +69,7 @@ mod host {
             let mut headers = Vec::with_capacity(names.len() + 4);
             for name in names {
                 let name = owned_text(name);
-                if value_needed(&name) {
+                if instance.value_needed(&name) {
                     for value in request.header.values(name.as_bytes()) {
                         headers.push((name.clone(), owned_text(value)));
                     }

@@ -83,6 +83,14 @@ impl Instance {
         matches!(&self.state, State::Ready(r) if r.needs_peer)
     }
 
+    /// Whether the host must fetch this header's value for the engine (see [`VALUES_READ`]).
+    /// X-Forwarded-For only matters with the client address (trusted proxies in front of
+    /// Traefik), so it is fetched only then: every value costs a host call.
+    pub fn value_needed(&self, name: &str) -> bool {
+        VALUES_READ.iter().any(|h| h.eq_ignore_ascii_case(name))
+            && (self.needs_peer() || !name.eq_ignore_ascii_case("x-forwarded-for"))
+    }
+
     /// Reads the `jwks.file` key sets that changed (at most one check a second; the first
     /// call reads them all). What it found is for the log.
     pub fn refresh_keys(&mut self, now: Millis) -> Vec<KeyEvent> {
@@ -254,11 +262,6 @@ pub const VALUES_READ: &[&str] = &[
     "content-type",
 ];
 
-/// Whether the engine may read this header's value (see [`VALUES_READ`]).
-pub fn value_needed(name: &str) -> bool {
-    VALUES_READ.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
-
 /// The header list the engine reads: the pseudo-headers (`:method`, `:path`, `:authority`,
 /// `:scheme`), then every request header as the host reports it (Traefik gives `Host` as a
 /// header too).
@@ -351,11 +354,12 @@ mod tests {
         assert_eq!(barbican::header(&h, ":scheme"), Some("http"));
     }
 
-    /// What the host adapter does: headers outside VALUES_READ keep their name, lose their value.
-    fn blanked(h: &[(String, String)]) -> Vec<(String, String)> {
+    /// What the host adapter does: headers whose values the instance does not need keep
+    /// their name and lose their value.
+    fn blanked(inst: &Instance, h: &[(String, String)]) -> Vec<(String, String)> {
         h.iter()
             .map(|(n, v)| {
-                let keep = n.starts_with(':') || value_needed(n);
+                let keep = n.starts_with(':') || inst.value_needed(n);
                 (n.clone(), if keep { v.clone() } else { String::new() })
             })
             .collect()
@@ -439,10 +443,36 @@ mod tests {
             let mut thin = ready(&cfg);
             assert_eq!(
                 full.handle(h, None, peer, NOW),
-                thin.handle(&blanked(h), None, peer, NOW),
+                thin.handle(&blanked(&full, h), None, peer, NOW),
                 "{h:?}"
             );
         }
+    }
+
+    #[test]
+    fn x_forwarded_for_is_fetched_only_when_a_rule_uses_the_client_address() {
+        let plain = ready(r#"{"routes": [{"match": {"path_prefix": "/"}, "policy": "bypass"}]}"#);
+        let cidrs = ready(
+            r#"{"routes": [{"match": {"path_prefix": "/"}, "policy": "api",
+                "allow_cidrs": ["192.0.2.0/24"]}], "trusted_proxies": ["127.0.0.1/32"]}"#,
+        );
+        for name in ["X-Forwarded-For", "x-forwarded-for"] {
+            assert!(!plain.value_needed(name));
+            assert!(cidrs.value_needed(name));
+        }
+        for name in [
+            "Cookie",
+            "authorization",
+            "Host",
+            "accept",
+            "x-forwarded-proto",
+        ] {
+            assert!(
+                plain.value_needed(name) && cidrs.value_needed(name),
+                "{name}"
+            );
+        }
+        assert!(!plain.value_needed("user-agent"));
     }
 
     #[test]
@@ -630,7 +660,12 @@ mod tests {
                 "jwks": {{"inline": {JWKS}}}}}}},
                "routes": [{{"match": {{"path_prefix": "/"}}, "policy": "protected"}}]}}"#
         );
-        let other = [("user-agent", "curl"), ("x-authentik-username", "evil")];
+        // No rule uses the client address here, so X-Forwarded-For is never fetched.
+        let other = [
+            ("user-agent", "curl"),
+            ("x-authentik-username", "evil"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ];
         let form = "application/x-www-form-urlencoded";
         let body = b"id_token=a.b.c&state=xyz";
         type Case<'a> = (Vec<(String, String)>, Option<&'a [u8]>);
@@ -676,7 +711,7 @@ mod tests {
             let mut thin = ready(&cfg);
             assert_eq!(
                 full.handle(h, *b, None, NOW),
-                thin.handle(&blanked(h), *b, None, NOW),
+                thin.handle(&blanked(&full, h), *b, None, NOW),
                 "{h:?}"
             );
         }
