@@ -9,7 +9,9 @@ use serde::Deserialize;
 use std::fmt;
 
 mod oidc;
+mod secret;
 pub use oidc::{CookieConfig, OidcConfig, OidcFlow, SameSite, TokenAuth, MIN_SECRET_BYTES};
+pub use secret::{Resolver, Secret, SecretRef};
 
 /// One problem in a configuration: where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +118,7 @@ pub struct ProviderConfig {
     pub groups_claim: String,
     /// A shared secret for HS256/384/512 (at least 32 bytes).
     #[serde(default)]
-    pub hmac_secret: Option<String>,
+    pub hmac_secret: Option<Secret>,
     /// Extra upstream headers from claims: header name → claim name (strings as they are,
     /// numbers and booleans as text, string arrays joined with ','). Client-sent copies of
     /// these headers are stripped like every identity header.
@@ -167,7 +169,7 @@ pub struct IntrospectionConfig {
     pub authority: Option<String>,
     pub path: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     #[serde(default)]
     pub auth: IntrospectionAuth,
     #[serde(default = "d1500", deserialize_with = "de_u64")]
@@ -539,6 +541,14 @@ fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// Parses and validates a configuration document. Every problem found is returned.
 pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
+    parse_with(json, &mut |_| {
+        Err("this host reads no secrets from the environment or files; give it inline".into())
+    })
+}
+
+/// [`parse`], with the host reading the secrets the document names by environment variable
+/// or file (`{"env": "NAME"}`, `{"file": "/path"}`) before validation.
+pub fn parse_with(json: &[u8], read: &mut Resolver) -> Result<Config, Vec<ConfigError>> {
     // serde's derived structs also accept a JSON array (fields by position): refuse anything
     // but an object, so `[]` is an error rather than an all-defaults config.
     if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -548,7 +558,7 @@ pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
         )]);
     }
     let mut de = serde_json::Deserializer::from_slice(json);
-    let cfg: Config = match Config::deserialize(&mut de) {
+    let mut cfg: Config = match Config::deserialize(&mut de) {
         Ok(c) => c,
         Err(e) => {
             // serde_json appends " at line L column C"; keep it: it helps find the spot.
@@ -562,12 +572,47 @@ pub fn parse(json: &[u8]) -> Result<Config, Vec<ConfigError>> {
             format!("trailing characters after the document: {e}"),
         )]);
     }
+    let unread = resolve_secrets(&mut cfg, read);
+    if !unread.is_empty() {
+        return Err(unread);
+    }
     let problems = validate(&cfg);
     if problems.is_empty() {
         Ok(cfg)
     } else {
         Err(problems)
     }
+}
+
+/// Every secret field, by path: the host reads those given by name. One problem per secret
+/// it could not read.
+fn resolve_secrets(cfg: &mut Config, read: &mut Resolver) -> Vec<ConfigError> {
+    let mut fields: Vec<(String, &mut Secret)> = Vec::new();
+    if let Some(o) = cfg.session.as_mut().and_then(|s| s.oidc.as_mut()) {
+        for (i, s) in o.secrets.iter_mut().enumerate() {
+            fields.push((format!("session.oidc.secrets[{i}]"), s));
+        }
+        if let Some(s) = o.client_secret.as_mut() {
+            fields.push(("session.oidc.client_secret".into(), s));
+        }
+    }
+    if let Some(ic) = cfg.introspection.as_mut() {
+        fields.push(("introspection.client_secret".into(), &mut ic.client_secret));
+    }
+    for (j, p) in cfg
+        .jwt
+        .iter_mut()
+        .flat_map(|j| j.providers.iter_mut())
+        .enumerate()
+    {
+        if let Some(s) = p.hmac_secret.as_mut() {
+            fields.push((format!("jwt.providers[{j}].hmac_secret"), s));
+        }
+    }
+    fields
+        .into_iter()
+        .filter_map(|(path, s)| s.resolve(&path, read))
+        .collect()
 }
 
 /// The JSON path (`routes[3].match.path_regex`) of the value at a 1-based line and column,
@@ -1368,6 +1413,83 @@ mod tests {
             "x".repeat(32)
         );
         assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
+    }
+
+    #[test]
+    fn secrets_named_by_env_or_file_are_read_by_the_host_then_validated() {
+        let doc = r#"{"session":{"mode":"oidc","oidc":{"issuer":"http://idp","client_id":"c",
+            "authorization_endpoint":"http://idp/auth","token_endpoint":"http://idp/token",
+            "cluster":"idp","redirect_uri":"https://app.lan/cb",
+            "client_secret":{"env":"CLIENT"},
+            "secrets":[{"file":"/run/secrets/session"},{"env":"OLD"}]}},
+          "introspection":{"cluster":"idp","path":"/i","client_id":"rs","client_secret":{"env":"RS"}},
+          "jwt":{"providers":[{"issuer":"https://idp/","audiences":["a"],"algorithms":["HS256"],
+            "jwks":{},"hmac_secret":{"file":"/run/secrets/hmac"}}]},
+          "routes":[{"match":{"path_prefix":"/"},"policy":"protected"}]}"#;
+        let long = |c: char| c.to_string().repeat(40);
+        let mut asked = Vec::new();
+        let cfg = parse_with(doc.as_bytes(), &mut |r| {
+            asked.push(format!("{r:?}"));
+            Ok(match r {
+                SecretRef::Env("CLIENT") => "client-secret".into(),
+                SecretRef::Env("RS") => "rs-secret".into(),
+                SecretRef::Env(_) => long('o'),
+                SecretRef::File("/run/secrets/session") => format!("{}\n", long('s')),
+                SecretRef::File(_) => long('h'),
+            })
+        })
+        .unwrap();
+        assert_eq!(asked.len(), 5, "{asked:?}");
+        let o = cfg.session.as_ref().unwrap().oidc.as_ref().unwrap();
+        let values: Vec<&str> = o.secrets.iter().map(Secret::expose).collect();
+        assert_eq!(values, [long('s'), long('o')]);
+        assert_eq!(o.client_secret.as_ref().unwrap().expose(), "client-secret");
+        assert_eq!(
+            cfg.introspection.as_ref().unwrap().client_secret.expose(),
+            "rs-secret"
+        );
+        let hmac = cfg.jwt.as_ref().unwrap().providers[0].hmac_secret.as_ref();
+        assert_eq!(hmac.unwrap().expose(), long('h'));
+        // Nothing of the values in what a log of the config would show.
+        assert!(!format!("{cfg:?}").contains(&long('s')));
+
+        // Every secret the host cannot read is named, each with the host's reason.
+        let e = parse_with(doc.as_bytes(), &mut |r| match r {
+            SecretRef::Env("OLD") => Ok(long('o')),
+            other => Err(format!("no {other:?}")),
+        })
+        .unwrap_err();
+        let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            e,
+            [
+                "session.oidc.secrets[0]: no File(\"/run/secrets/session\")",
+                "session.oidc.client_secret: no Env(\"CLIENT\")",
+                "introspection.client_secret: no Env(\"RS\")",
+                "jwt.providers[0].hmac_secret: no File(\"/run/secrets/hmac\")",
+            ]
+        );
+        // What was read is validated like an inline secret.
+        let e = parse_with(doc.as_bytes(), &mut |_| Ok("short".into())).unwrap_err();
+        let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert!(
+            e.iter()
+                .any(|p| p == "session.oidc.secrets[0]: is 5 bytes; at least 32 are required"),
+            "{e:?}"
+        );
+        assert!(e
+            .iter()
+            .any(|p| p.starts_with("jwt.providers[0].hmac_secret: must be at least 32")));
+        // A host without env/file access says so instead of a type error.
+        let e = errs(doc);
+        assert!(
+            e[0].contains("reads no secrets from the environment or files"),
+            "{e:?}"
+        );
+        // A malformed reference is a parse error at its place.
+        let e = errs(&doc.replace(r#"{"env":"OLD"}"#, r#"{"vault":"x"}"#));
+        assert!(e[0].contains("not a source named \"vault\""), "{e:?}");
+        assert!(e[0].starts_with("session.oidc.secrets[1]: "), "{e:?}");
     }
 
     #[test]

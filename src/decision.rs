@@ -230,6 +230,15 @@ impl Engine {
         Engine::new(&crate::config::parse(json)?)
     }
 
+    /// [`Engine::from_json`], with the host reading the secrets the document names by
+    /// environment variable or file.
+    pub fn from_json_with(
+        json: &[u8],
+        read: &mut crate::config::Resolver,
+    ) -> Result<Engine, Vec<ConfigError>> {
+        Engine::new(&crate::config::parse_with(json, read)?)
+    }
+
     /// Builds an engine from a parsed configuration; validates it again so no path skips it.
     pub fn new(cfg: &Config) -> Result<Engine, Vec<ConfigError>> {
         let problems = crate::config::validate(cfg);

@@ -350,12 +350,13 @@ impl Rp {
                 d
             }
         };
+        let secrets: Vec<&[u8]> = cfg.secrets.iter().map(|s| s.expose().as_bytes()).collect();
         Some(Rp {
             redirect_host: r.host.clone(),
             redirect_path: r.path.to_string(),
             domains,
-            sessions: Sealer::new(&cfg.secrets, "session"),
-            states: Sealer::new(&cfg.secrets, "login-state"),
+            sessions: Sealer::new(&secrets, "session"),
+            states: Sealer::new(&secrets, "login-state"),
             token: cfg
                 .token_endpoint
                 .as_deref()
@@ -451,7 +452,7 @@ impl Rp {
         } else {
             TokenAuth::None
         });
-        let secret = c.client_secret.as_deref().unwrap_or("");
+        let secret = c.client_secret.as_ref().map_or("", |s| s.expose());
         match auth {
             // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
             TokenAuth::Basic => headers.push((

@@ -167,7 +167,10 @@ impl Provider {
                 max_token_bytes: usize::try_from(c.max_token_bytes).unwrap_or(8192),
                 required_claims: c.required_claims.clone(),
                 groups_claim: c.groups_claim.clone(),
-                hmac_secret: c.hmac_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+                hmac_secret: c
+                    .hmac_secret
+                    .as_ref()
+                    .map(|s| s.expose().as_bytes().to_vec()),
                 claim_headers: c
                     .claim_headers
                     .iter()

@@ -56,12 +56,26 @@ fn load(path: &str) -> Result<Engine, ExitCode> {
         println!("{} problem(s)", errors.len());
         ExitCode::from(1)
     };
-    let mut engine = Engine::from_json(&bytes).map_err(report)?;
+    let mut engine = Engine::from_json_with(&bytes, &mut read_secret).map_err(report)?;
     let problems = load_jwks_files(&mut engine);
     if problems.is_empty() {
         Ok(engine)
     } else {
         Err(report(problems))
+    }
+}
+
+/// Secrets given by name are read here as the proxy would read them: `check` then also says
+/// whether this machine's environment and files hold them.
+fn read_secret(r: barbican::config::SecretRef<'_>) -> Result<String, String> {
+    use barbican::config::SecretRef;
+    match r {
+        SecretRef::Env(n) => std::env::var(n).map_err(|e| {
+            format!("environment variable {n}: {e} (barbican reads it from its own environment)")
+        }),
+        SecretRef::File(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("file {p}: cannot read: {e}"))
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `session.oidc`: Barbican as the OpenID Connect relying party, with its own encrypted
 //! session cookie. Model and validation; the protocol lives in [`crate::oidc`].
 
-use super::{de_bool, de_u64, range, split_http_uri, ConfigError, JwksConfig};
+use super::{de_bool, de_u64, range, split_http_uri, ConfigError, JwksConfig, Secret};
 use serde::Deserialize;
 
 /// Which login flow. The authorization code flow needs a back-channel call to the token
@@ -76,7 +76,7 @@ pub struct OidcConfig {
     pub client_id: String,
     /// Code flow: the client secret for the token endpoint.
     #[serde(default)]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     /// Default: `basic` with a client secret, else `none`.
     #[serde(default)]
     pub token_auth: Option<TokenAuth>,
@@ -124,7 +124,7 @@ pub struct OidcConfig {
     /// Session secrets, current first; a second one is still accepted (rotation). Each at
     /// least 32 bytes. There is no default.
     #[serde(default)]
-    pub secrets: Vec<String>,
+    pub secrets: Vec<Secret>,
     /// Hosts a login may return to (`app.lan`, `*.lan`). Default: the redirect URI's host,
     /// and with `cookie.domain` that domain and its subdomains.
     #[serde(default)]

@@ -490,7 +490,7 @@ impl Engine {
             &authority,
             &token,
             &ic.client_id,
-            &ic.client_secret,
+            ic.client_secret.expose(),
             auth,
         );
         let cid = self.next_call;

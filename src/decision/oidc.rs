@@ -89,7 +89,7 @@ impl Oidc {
         local: usize,
     ) -> Option<Oidc> {
         let rp = Rp::new(o)?;
-        let mut entropy = Entropy::new(o.secrets.first()?.as_bytes());
+        let mut entropy = Entropy::new(o.secrets.first()?.expose().as_bytes());
         entropy.mix(&(provider as u64).to_le_bytes());
         Some(Oidc {
             rp,

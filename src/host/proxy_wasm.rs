@@ -54,6 +54,25 @@ fn now() -> Millis {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Secrets named in the configuration: Envoy hands the VM the variables listed in
+/// `vm_config.environment_variables` (`host_env_keys` from Envoy's own environment, or
+/// `key_values`) and gives it no files.
+fn read_secret(r: crate::config::SecretRef<'_>) -> Result<String, String> {
+    use crate::config::SecretRef;
+    match r {
+        SecretRef::Env(n) => std::env::var(n).map_err(|_| {
+            format!(
+                "environment variable {n} is not set in the wasm VM: list it in \
+                 vm_config.environment_variables (host_env_keys or key_values)"
+            )
+        }),
+        SecretRef::File(p) => Err(format!(
+            "file {p}: Envoy's wasm VMs cannot read files; put the secret in an environment \
+             variable (vm_config.environment_variables) and name it with {{\"env\": \"NAME\"}}"
+        )),
+    }
+}
+
 /// Per-VM data for the login generator (see `seal::Entropy`): the clock in nanoseconds, the
 /// host's randomness (WASI `random_get`, through std's hasher keys), the context id and a
 /// heap address. The operator's secret is what makes the output unpredictable; this keeps
@@ -287,7 +306,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let built = Engine::from_json(&config).and_then(|e| {
+        let built = Engine::from_json_with(&config, &mut read_secret).and_then(|e| {
             let files = file_problems(&e);
             if files.is_empty() {
                 Ok(e)

@@ -388,8 +388,18 @@ ROUTER_FILTER = {
 
 
 def wasm_filter(plugin_config: Mapping[str, Any] | str, wasm: str | Path, *,
-                failure_policy: str = "FAIL_CLOSED", vm_id: str = "barbican") -> dict:
+                failure_policy: str = "FAIL_CLOSED", vm_id: str = "barbican",
+                vm_env: Mapping[str, Any] | None = None) -> dict:
+    """`vm_env`: the VM's `environment_variables` ({"host_env_keys": [...], "key_values":
+    {...}}), where secrets named `{"env": NAME}` come from."""
     value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    vm_config: dict[str, Any] = {
+        "vm_id": vm_id,
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": str(wasm)}},
+    }
+    if vm_env is not None:
+        vm_config["environment_variables"] = dict(vm_env)
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -397,11 +407,7 @@ def wasm_filter(plugin_config: Mapping[str, Any] | str, wasm: str | Path, *,
             "config": {
                 "name": "barbican",
                 "root_id": "barbican",
-                "vm_config": {
-                    "vm_id": vm_id,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(wasm)}},
-                },
+                "vm_config": vm_config,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": value,
@@ -641,7 +647,8 @@ def start_envoy(plugin_config: Mapping[str, Any] | str | None = None,
                 concurrency: int = 1, *, filter: str = "wasm", hardened: bool = True,
                 drop_underscore_headers: bool = True, failure_policy: str = "FAIL_CLOSED",
                 ext_authz_timeout: str = "1s", log_level: str = "warning",
-                ready_timeout: float = 30.0, extra_args: Sequence[str] = ()) -> EnvoyProc:
+                ready_timeout: float = 30.0, extra_args: Sequence[str] = (),
+                vm_env: Mapping[str, Any] | None = None) -> EnvoyProc:
     """filter: "wasm" (Barbican), "ext_authz" (Envoy's filter against the outpost, the
     documented authentik setup) or "none" (router only)."""
     clusters = dict(clusters or {})
@@ -650,7 +657,7 @@ def start_envoy(plugin_config: Mapping[str, Any] | str | None = None,
             wasm_path = require_wasm()
         filters = [wasm_filter(plugin_config if plugin_config is not None
                                else DEFAULT_PLUGIN_CONFIG, wasm_path,
-                               failure_policy=failure_policy)]
+                               failure_policy=failure_policy, vm_env=vm_env)]
         routes = default_routes(routes_extra)
     elif filter == "ext_authz":
         filters = [ext_authz_filter("outpost", clusters.get("outpost", 0), ext_authz_timeout)]

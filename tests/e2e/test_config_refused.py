@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 
 import pytest
 
@@ -91,3 +92,70 @@ def test_envoy_refuses_a_jwks_file(wasm):
     assert rc != 0, out[-2000:]
     assert "jwt.providers[0].jwks.file: Envoy gives wasm filters no filesystem" in out, \
         out[-2000:]
+
+
+def oidc_secret_config(secret) -> dict:
+    """A code-flow OIDC session whose secret is `secret` (inline, or named by env/file)."""
+    return {
+        "session": {"mode": "oidc", "oidc": {
+            "issuer": "http://idp.test", "client_id": "c",
+            "authorization_endpoint": "http://idp.test/auth",
+            "token_endpoint": "http://idp.test/token", "cluster": "outpost",
+            "jwks": {"uri": "http://idp.test/jwks", "cluster": "outpost"},
+            "redirect_uri": "http://app.test/.barbican/callback",
+            "cookie": {"secure": False}, "secrets": [secret]}},
+        "routes": [{"match": {"path_prefix": "/"}, "policy": "protected"}],
+    }
+
+
+def validate_with_env(plugin_config, wasm, vm_env) -> tuple[int, str]:
+    cfg = H.render_bootstrap(http_filters=[H.wasm_filter(plugin_config, wasm, vm_env=vm_env)],
+                             clusters={"outpost": 1, "upstream": 2})
+    return H.envoy_validate(H.write_bootstrap(cfg))
+
+
+def test_envoy_reads_secrets_from_the_vm_environment_and_refuses_what_it_cannot_read(wasm):
+    env = {"key_values": {"BARBICAN_SESSION_SECRET": "s" * 40}}
+    rc, out = validate_with_env(oidc_secret_config({"env": "BARBICAN_SESSION_SECRET"}), wasm, env)
+    assert rc == 0, out[-3000:]
+    rc, out = validate_with_env(oidc_secret_config({"env": "BARBICAN_UNSET"}), wasm, env)
+    assert rc != 0
+    assert ("session.oidc.secrets[0]: environment variable BARBICAN_UNSET is not set in the "
+            "wasm VM") in out, out[-2000:]
+    rc, out = validate_with_env(oidc_secret_config({"file": "/run/secrets/s"}), wasm, env)
+    assert rc != 0
+    assert ("session.oidc.secrets[0]: file /run/secrets/s: Envoy's wasm VMs cannot read files"
+            in out), out[-2000:]
+    # Too short once read: the same rule as inline.
+    rc, out = validate_with_env(oidc_secret_config({"env": "SHORT"}), wasm,
+                                {"key_values": {"SHORT": "x" * 8}})
+    assert rc != 0
+    assert "session.oidc.secrets[0]: is 8 bytes; at least 32" in out, out[-2000:]
+    assert "x" * 8 not in out
+
+
+def test_cli_check_reads_named_secrets_from_its_environment_and_files(tmp_path, monkeypatch):
+    cli = H.REPO / "dist" / "barbican"
+    if not cli.is_file():
+        pytest.fail("dist/barbican is missing: make build", pytrace=False)
+    secret_file = tmp_path / "previous"
+    cfg = oidc_secret_config({"env": "BARBICAN_CLI_SECRET"})
+    cfg["session"]["oidc"]["secrets"].append({"file": str(secret_file)})
+    path = tmp_path / "barbican.json"
+    path.write_text(json.dumps(cfg))
+
+    def check() -> tuple[int, str]:
+        p = subprocess.run([str(cli), "check", str(path)], capture_output=True, text=True,
+                           timeout=30)
+        return p.returncode, p.stdout + p.stderr
+
+    monkeypatch.delenv("BARBICAN_CLI_SECRET", raising=False)
+    rc, out = check()
+    assert rc == 1, out
+    assert "session.oidc.secrets[0]: environment variable BARBICAN_CLI_SECRET" in out, out
+    assert f"session.oidc.secrets[1]: file {secret_file}: cannot read" in out, out
+    monkeypatch.setenv("BARBICAN_CLI_SECRET", "c" * 40)
+    secret_file.write_text("p" * 40 + "\n")
+    rc, out = check()
+    assert rc == 0 and out.strip().endswith(": ok"), out
+    assert "c" * 40 not in out and "p" * 40 not in out

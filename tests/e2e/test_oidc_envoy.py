@@ -249,3 +249,29 @@ def test_client_secret_post_and_rs256(wasm, idp, upstream):
         assert seen_headers(r)["x-authentik-username"] == ["alice"]
     finally:
         env.stop()
+
+
+def test_secrets_come_from_the_vm_environment(wasm, idp, upstream, monkeypatch):
+    """Secrets named `{"env": NAME}`: the session secret from Envoy's own environment
+    (`host_env_keys`), the client secret from `key_values`. The login's token exchange needs
+    the client secret; a cookie sealed under SECRET needs the session secret."""
+    monkeypatch.setenv("BARBICAN_E2E_SESSION_SECRET", SECRET)
+    cfg = oidc_config(idp, [SECRET])
+    o = cfg["session"]["oidc"]
+    client_secret = o["client_secret"]
+    o["secrets"] = [{"env": "BARBICAN_E2E_SESSION_SECRET"}]
+    o["client_secret"] = {"env": "BARBICAN_E2E_CLIENT_SECRET"}
+    env = H.start_envoy(cfg, wasm, clusters={"idp": idp.port, "upstream": upstream.port,
+                                             "outpost": upstream.port},
+                        vm_env={"host_env_keys": ["BARBICAN_E2E_SESSION_SECRET"],
+                                "key_values": {"BARBICAN_E2E_CLIENT_SECRET": client_secret}})
+    try:
+        r = I.app_login(B.app_browser(env.port))
+        assert seen_headers(r)["x-authentik-username"] == ["alice"]
+        value = SC.session_cookie(SECRET, "carol", int(time.time()) + 600, user="carol")
+        r = raw_get(env, "/x", {"Host": "app.test", "Accept": "text/html",
+                                "Cookie": f"barbican_session={value}"})
+        assert r.status == 200
+        assert "BARBICAN_E2E" not in env.log_tail() and SECRET not in env.log_tail()
+    finally:
+        env.stop()

@@ -146,3 +146,64 @@ def test_a_large_callback_body_is_refused(traefik, upstream):
     except (ConnectionResetError, BrokenPipeError):
         pass
     assert upstream.requests_seen() == before
+
+
+OLD_SECRET = "traefik-e2e-previous-secret-0123456789abcdef-012"
+
+
+def test_secrets_come_from_the_plugin_environment_and_a_mounted_file(idp, upstream,
+                                                                     monkeypatch):
+    """Secrets named by file (`settings.mounts`) and environment variable (`settings.envs`):
+    the current secret from the file (with the line end `echo` leaves), the previous one from
+    the variable. A variable Traefik does not pass leaves the plugin refusing everything."""
+    d = H.new_tmp_dir("secrets")
+    (d / "session").write_text(SECRET + "\n")
+    monkeypatch.setenv("BARBICAN_E2E_OLD_SECRET", OLD_SECRET)
+
+    def start(env_name: str, probe) -> T.TraefikProc:
+        cfg = oidc_config(idp)
+        cfg["session"]["oidc"]["secrets"] = [{"file": "/secrets/session"}, {"env": env_name}]
+        return T.start_traefik(
+            routers={"app": T.router("app.test", ["barbican"])},
+            middlewares={"barbican": T.plugin_middleware(cfg)},
+            services={"upstream": upstream.port}, plugins={T.PLUGIN: T.require_plugin()},
+            plugin_settings={T.PLUGIN: {"envs": ["BARBICAN_E2E_OLD_SECRET"],
+                                        "mounts": [f"{d}:/secrets:ro"]}},
+            probe=probe)
+
+    def get(t: T.TraefikProc, path: str, secret: str | None = None) -> H.Response:
+        headers = {"Accept": "text/html"}
+        if secret:
+            value = SC.session_cookie(secret, "carol", int(time.time()) + 600, user="carol")
+            headers["Cookie"] = f"barbican_session={value}"
+        return H.get(t.port, path, host="app.test", headers=headers, timeout=5)
+
+    def upstream_answers(t: T.TraefikProc) -> bool:
+        try:
+            return get(t, "/public/ready").from_upstream
+        except OSError:
+            return False
+
+    t = start("BARBICAN_E2E_OLD_SECRET", upstream_answers)
+    try:
+        for secret, want in ((SECRET, 200), (OLD_SECRET, 200), (SECRET[::-1], 302)):
+            assert get(t, "/x", secret).status == want, secret == SECRET
+    finally:
+        t.stop()
+
+    def answers(t: T.TraefikProc) -> bool:
+        try:
+            return get(t, "/public/ready").status == 503
+        except OSError:
+            return False
+
+    t = start("BARBICAN_E2E_NOT_PASSED", answers)
+    try:
+        for path in ("/public/ready", "/x"):
+            r = get(t, path, SECRET)
+            assert r.status == 503 and not r.from_upstream, (path, r.status)
+        log = t.log_text()
+        assert "session.oidc.secrets[1]: environment variable BARBICAN_E2E_NOT_PASSED" in log
+        assert SECRET not in log
+    finally:
+        t.stop()

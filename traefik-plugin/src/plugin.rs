@@ -7,7 +7,7 @@
 //! is refused when the plugin starts instead of failing on the first request.
 
 use crate::keyfiles::{KeyEvent, KeyFiles};
-use barbican::config::{self, Accept, Config, ConfigError};
+use barbican::config::{self, Accept, Config, ConfigError, SecretRef};
 use barbican::{Allow, Engine, MemStore, Millis, Request, Respond, Step};
 use std::net::IpAddr;
 
@@ -150,7 +150,7 @@ impl Instance {
 
 /// The engine for a configuration that is valid and needs no network.
 fn build(json: &[u8]) -> Result<Engine, Vec<ConfigError>> {
-    let cfg = match config::parse(json) {
+    let cfg = match config::parse_with(json, &mut read_secret) {
         Ok(cfg) => cfg,
         Err(mut problems) => {
             // `parse` validates too; when the document itself deserializes, say what Traefik
@@ -166,6 +166,26 @@ fn build(json: &[u8]) -> Result<Engine, Vec<ConfigError>> {
         return Err(problems);
     }
     Engine::new(&cfg)
+}
+
+/// Secrets named in the configuration: Traefik hands the plugin the variables listed in
+/// `settings.envs` and the directories listed in `settings.mounts` (static configuration).
+/// Each instance reads them when it starts.
+fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
+    match r {
+        SecretRef::Env(n) => std::env::var(n).map_err(|_| {
+            format!(
+                "environment variable {n} is not set for the plugin: set it for Traefik and \
+                 list it in experimental.localPlugins.<name>.settings.envs"
+            )
+        }),
+        SecretRef::File(p) => std::fs::read_to_string(p).map_err(|e| {
+            format!(
+                "file {p}: cannot read ({e}); mount its directory with \
+                 experimental.localPlugins.<name>.settings.mounts"
+            )
+        }),
+    }
 }
 
 /// What a valid configuration asks for that a Traefik plugin cannot do: anything that needs
@@ -447,6 +467,41 @@ mod tests {
                 "{h:?}"
             );
         }
+    }
+
+    #[test]
+    fn session_secrets_come_from_the_plugin_environment_and_mounted_files() {
+        let dir = std::env::temp_dir().join(format!("barbican-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let file = dir.join("session");
+        std::fs::write(&file, format!("{}\n", "f".repeat(40))).unwrap_or_default();
+        std::env::set_var("BARBICAN_PLUGIN_TEST_OLD", "e".repeat(40));
+        let cfg = |old: &str| {
+            format!(
+                r#"{{"session": {{"mode": "oidc", "oidc": {{"issuer": "http://idp", "client_id": "c",
+                    "authorization_endpoint": "http://idp/auth", "redirect_uri": "http://app.test/cb",
+                    "secrets": [{{"file": "{}"}}, {{"env": "{old}"}}], "flow": "form_post",
+                    "jwks": {{"inline": {JWKS}}}}}}},
+                   "routes": [{{"match": {{"path_prefix": "/"}}, "policy": "protected"}}]}}"#,
+                file.display()
+            )
+        };
+        let (inst, problems) = Instance::new(cfg("BARBICAN_PLUGIN_TEST_OLD").as_bytes());
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(matches!(inst.state, State::Ready(_)));
+        // An unset variable: the instance refuses every request and says what to set.
+        let (mut inst, problems) = Instance::new(cfg("BARBICAN_PLUGIN_TEST_UNSET").as_bytes());
+        assert_eq!(paths(&problems), ["session.oidc.secrets[1]"]);
+        assert!(
+            problems[0].problem.contains("settings.envs"),
+            "{}",
+            problems[0]
+        );
+        match inst.handle(&req("GET", "/", &[]), None, None, NOW) {
+            Action::Respond(r) => assert_eq!(r.status, 503),
+            a => panic!("{a:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap_or_default();
     }
 
     #[test]
