@@ -563,7 +563,10 @@ pub fn parse_with(json: &[u8], read: &mut Resolver) -> Result<Config, Vec<Config
         Err(e) => {
             // serde_json appends " at line L column C"; keep it: it helps find the spot.
             let path = path_at(json, e.line(), e.column());
-            return Err(vec![ConfigError::new(path, e.to_string())]);
+            return Err(vec![ConfigError::new(
+                path,
+                without_strings(&e.to_string()),
+            )]);
         }
     };
     if let Err(e) = de.end() {
@@ -572,16 +575,51 @@ pub fn parse_with(json: &[u8], read: &mut Resolver) -> Result<Config, Vec<Config
             format!("trailing characters after the document: {e}"),
         )]);
     }
-    let unread = resolve_secrets(&mut cfg, read);
-    if !unread.is_empty() {
-        return Err(unread);
-    }
-    let problems = validate(&cfg);
+    // Every problem at once: what could not be read, then the rest (an unread secret's own
+    // length complaint would only repeat it).
+    let mut problems = resolve_secrets(&mut cfg, read);
+    let unread: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    problems.extend(
+        validate(&cfg)
+            .into_iter()
+            .filter(|p| !unread.contains(&p.path)),
+    );
     if problems.is_empty() {
         Ok(cfg)
     } else {
         Err(problems)
     }
+}
+
+/// serde's "invalid type: string \"...\"" quotes the value it got, and a secret written
+/// where a list belongs (`"secrets": "..."`) would be logged: say "a string" instead. Names
+/// in other messages (unknown fields and variants) are quoted differently and stay.
+fn without_strings(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        out.push_str("a string");
+        let quoted = rest.get(i + 8..).unwrap_or_default();
+        // Debug-escaped: the first quote not after a backslash ends it.
+        let mut escaped = false;
+        let end = quoted.char_indices().find_map(|(j, c)| match (escaped, c) {
+            (false, '"') => Some(j + 1),
+            (false, '\\') => {
+                escaped = true;
+                None
+            }
+            _ => {
+                escaped = false;
+                None
+            }
+        });
+        rest = quoted
+            .get(end.unwrap_or(quoted.len())..)
+            .unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every secret field, by path: the host reads those given by name. One problem per secret
@@ -1175,6 +1213,13 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
                 "must not be empty",
             ));
         }
+        // Also what a secret named by env/file holds when no host read it.
+        if i.client_secret.is_empty() {
+            errs.push(ConfigError::new(
+                format!("{p}.client_secret"),
+                "must not be empty",
+            ));
+        }
         range(errs, format!("{p}.timeout_ms"), i.timeout_ms, 1..=60_000);
         if i.ttl_s > 3600 || i.negative_ttl_s > 3600 {
             errs.push(ConfigError::new(
@@ -1486,10 +1531,63 @@ mod tests {
             e[0].contains("reads no secrets from the environment or files"),
             "{e:?}"
         );
+        // What could not be read and every other problem, in one pass.
+        let bad_uri = doc.replace("https://app.lan/cb", "javascript:x");
+        let e = parse_with(bad_uri.as_bytes(), &mut |r| match r {
+            SecretRef::Env("CLIENT") => Err("unset".into()),
+            _ => Ok(long('x')),
+        })
+        .unwrap_err();
+        let paths: Vec<&str> = e.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"session.oidc.client_secret"), "{e:?}");
+        assert!(paths.contains(&"session.oidc.redirect_uri"), "{e:?}");
+        assert_eq!(
+            paths
+                .iter()
+                .filter(|p| **p == "session.oidc.client_secret")
+                .count(),
+            1
+        );
         // A malformed reference is a parse error at its place.
         let e = errs(&doc.replace(r#"{"env":"OLD"}"#, r#"{"vault":"x"}"#));
         assert!(e[0].contains("not a source named \"vault\""), "{e:?}");
         assert!(e[0].starts_with("session.oidc.secrets[1]: "), "{e:?}");
+    }
+
+    #[test]
+    fn a_secret_in_the_wrong_place_is_not_quoted_back() {
+        let e = errs(
+            r#"{"session":{"mode":"oidc","oidc":{"secrets":"TOPSECRET-a\"b-0123456789abcdef-xyz"}}}"#,
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("invalid type: a string, expected a sequence"),
+            "{e:?}"
+        );
+        assert!(
+            !e[0].contains("TOPSECRET") && !e[0].contains("xyz"),
+            "{e:?}"
+        );
+        assert_eq!(
+            without_strings(r#"invalid type: string "a\"b", expected x; string "c""#),
+            "invalid type: a string, expected x; a string"
+        );
+        // Other quoted names stay: they are the operator's field and variant names.
+        let e = errs(r#"{"default_policy":"bypas"}"#);
+        assert!(e[0].contains("bypas"), "{e:?}");
+    }
+
+    #[test]
+    fn client_secrets_must_not_be_empty() {
+        let e = errs(
+            r#"{"introspection":{"cluster":"idp","path":"/i","client_id":"rs","client_secret":""},
+                "routes":[{"match":{"path_prefix":"/"},"policy":"api","accept":["introspection"]}]}"#,
+        );
+        assert!(
+            e.iter()
+                .any(|p| p == "introspection.client_secret: must not be empty"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -70,9 +70,16 @@ fn load(path: &str) -> Result<Engine, ExitCode> {
 fn read_secret(r: barbican::config::SecretRef<'_>) -> Result<String, String> {
     use barbican::config::SecretRef;
     match r {
-        SecretRef::Env(n) => std::env::var(n).map_err(|e| {
-            format!("environment variable {n}: {e} (barbican reads it from its own environment)")
+        // Never VarError's own text: for a value that is not UTF-8 it quotes the value.
+        SecretRef::Env(n) => std::env::var(n).map_err(|e| match e {
+            std::env::VarError::NotPresent => {
+                format!("environment variable {n} is not set (barbican reads its own environment)")
+            }
+            std::env::VarError::NotUnicode(_) => {
+                format!("environment variable {n} is not UTF-8 text")
+            }
         }),
+        // io::Error's text never holds the file's bytes (invalid UTF-8 is a fixed message).
         SecretRef::File(p) => {
             std::fs::read_to_string(p).map_err(|e| format!("file {p}: cannot read: {e}"))
         }

@@ -251,6 +251,7 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
                     "\"none\" sends no secret: remove client_secret or pick \"basic\"/\"post\""
                         .into(),
                 ),
+                (_, Some(s)) if s.is_empty() => err("client_secret", "must not be empty".into()),
                 _ => {}
             }
         }

@@ -65,8 +65,8 @@ impl Secret {
         self.value.is_empty()
     }
 
-    /// Reads what the secret names, if anything. A file's or variable's trailing line ends
-    /// are dropped (`echo "$SECRET" > file` writes one), nothing else.
+    /// Reads what the secret names, if anything. One line end at the end of a file or
+    /// variable is dropped (`echo "$SECRET" > file` writes one), nothing else.
     pub(super) fn resolve(&mut self, path: &str, read: &mut Resolver) -> Option<ConfigError> {
         if self.resolved {
             return None;
@@ -77,11 +77,20 @@ impl Secret {
             None => return None,
         };
         match read(asked) {
-            Ok(v) => {
-                self.value = v.trim_end_matches(['\n', '\r']).to_string();
+            Ok(mut v) => {
+                for end in ["\r\n", "\n"] {
+                    if v.ends_with(end) {
+                        v.truncate(v.len() - end.len());
+                        break;
+                    }
+                }
+                self.value = v;
                 self.resolved = true;
                 if self.value.is_empty() {
-                    return Some(ConfigError::new(path, format!("{what} is empty")));
+                    return Some(ConfigError::new(
+                        path,
+                        format!("{what} is empty (is it set for the proxy?)"),
+                    ));
                 }
                 None
             }
@@ -118,7 +127,8 @@ impl<'de> Deserialize<'de> for Secret {
         };
         let from = match key.as_str() {
             "env" => Source::Env(name),
-            "file" => Source::File(name),
+            "file" if name.starts_with('/') && !name.contains('\0') => Source::File(name),
+            "file" => return Err(bad(": \"file\" must be an absolute path".into())),
             other => return Err(bad(format!(", not a source named \"{other}\""))),
         };
         Ok(Secret {
@@ -147,6 +157,10 @@ mod tests {
             (r#"{"env": " "}"#, "\"env\" must name a variable or a file"),
             (r#"{"env": 3}"#, "\"env\" must name a variable or a file"),
             (
+                r#"{"file": "relative/s"}"#,
+                "\"file\" must be an absolute path",
+            ),
+            (
                 "42",
                 "expected a string, {\"env\": \"NAME\"} or {\"file\": \"/path\"}",
             ),
@@ -163,7 +177,7 @@ mod tests {
             asked.push(format!("{r:?}"));
             match r {
                 SecretRef::Env("SET") => Ok("from-env\n".to_string()),
-                SecretRef::File("/s") => Ok("from-file\r\n\n".to_string()),
+                SecretRef::File("/s") => Ok("from-file\r\n\r\n".to_string()),
                 SecretRef::Env("EMPTY") => Ok("\n".to_string()),
                 _ => Err("not there".to_string()),
             }
@@ -173,7 +187,8 @@ mod tests {
         assert_eq!(env.expose(), "from-env");
         let mut file = secret(r#"{"file": "/s"}"#).unwrap();
         assert!(file.resolve("b", &mut read).is_none());
-        assert_eq!(file.expose(), "from-file");
+        // One line end only.
+        assert_eq!(file.expose(), "from-file\r\n");
         let mut gone = secret(r#"{"env": "UNSET"}"#).unwrap();
         assert_eq!(
             gone.resolve("c", &mut read).map(|e| e.to_string()),
@@ -182,7 +197,7 @@ mod tests {
         let mut empty = secret(r#"{"env": "EMPTY"}"#).unwrap();
         assert_eq!(
             empty.resolve("d", &mut read).map(|e| e.to_string()),
-            Some("d: environment variable EMPTY is empty".to_string())
+            Some("d: environment variable EMPTY is empty (is it set for the proxy?)".to_string())
         );
         // Inline secrets ask nothing; a resolved one is not read twice.
         let mut inline = secret(r#""x""#).unwrap();

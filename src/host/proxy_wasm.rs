@@ -60,10 +60,11 @@ fn now() -> Millis {
 fn read_secret(r: crate::config::SecretRef<'_>) -> Result<String, String> {
     use crate::config::SecretRef;
     match r {
+        // Never VarError's own text: for a value that is not UTF-8 it quotes the value.
         SecretRef::Env(n) => std::env::var(n).map_err(|_| {
             format!(
-                "environment variable {n} is not set in the wasm VM: list it in \
-                 vm_config.environment_variables (host_env_keys or key_values)"
+                "environment variable {n} is not set (or not UTF-8 text) in the wasm VM: list \
+                 it in vm_config.environment_variables (host_env_keys or key_values)"
             )
         }),
         SecretRef::File(p) => Err(format!(

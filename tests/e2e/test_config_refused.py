@@ -120,7 +120,8 @@ def test_envoy_reads_secrets_from_the_vm_environment_and_refuses_what_it_cannot_
     assert rc == 0, out[-3000:]
     rc, out = validate_with_env(oidc_secret_config({"env": "BARBICAN_UNSET"}), wasm, env)
     assert rc != 0
-    assert ("session.oidc.secrets[0]: environment variable BARBICAN_UNSET is not set in the "
+    assert ("session.oidc.secrets[0]: environment variable BARBICAN_UNSET is not set (or not "
+            "UTF-8 text) in the "
             "wasm VM") in out, out[-2000:]
     rc, out = validate_with_env(oidc_secret_config({"file": "/run/secrets/s"}), wasm, env)
     assert rc != 0

@@ -173,11 +173,14 @@ fn build(json: &[u8]) -> Result<Engine, Vec<ConfigError>> {
 /// Each instance reads them when it starts.
 fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
     match r {
-        SecretRef::Env(n) => std::env::var(n).map_err(|_| {
-            format!(
+        SecretRef::Env(n) => std::env::var(n).map_err(|e| match e {
+            std::env::VarError::NotUnicode(_) => {
+                format!("environment variable {n} is not UTF-8 text")
+            }
+            std::env::VarError::NotPresent => format!(
                 "environment variable {n} is not set for the plugin: set it for Traefik and \
                  list it in experimental.localPlugins.<name>.settings.envs"
-            )
+            ),
         }),
         SecretRef::File(p) => std::fs::read_to_string(p).map_err(|e| {
             format!(
