@@ -811,6 +811,33 @@ def goal(ok: bool) -> str:
 VERIFY_GOALS_US = {"RS256": 200, "ES256": 400, "EdDSA": 100}
 
 
+def traefik_floor_text(res: dict) -> str:
+    """What a wasm plugin costs Traefik before Barbican does anything (the floor rows)."""
+    rounds = res["traefik_vs_plain_by_round"]
+    per_round = "; ".join(f"{k.removeprefix('traefik_')} {', '.join(f'{x}' for x in v)}"
+                          for k, v in rounds.items())
+    return (
+        "What a plugin costs Traefik before Barbican does anything: the floor rows run "
+        "`bench/traefik-floor`, an http-wasm guest that decides nothing. Configured with `{}` "
+        "it returns at once — Traefik's price for any wasm middleware (the instance pool, the "
+        f"call into wazero, `handle_response`): {res['traefik_noop_vs_plain']}× no middleware. "
+        "Configured with only the host calls Barbican cannot do without for the row's request "
+        "— the header names (a client's identity headers must be found to be stripped), the "
+        "method, the URI, the credential's and Host's values, and setting the identity "
+        "headers Barbican sets — it measures "
+        f"{res['traefik_floor_session_vs_plain']}× (session row) and "
+        f"{res['traefik_floor_jwt_vs_plain']}× (JWT row) of no middleware before deciding "
+        f"anything. Barbican reaches {res['traefik_session_vs_floor']}× and "
+        f"{res['traefik_jwt_vs_floor']}× of those floors. Each round's ratio to no middleware "
+        f"(rounds drift by ±10% here): {per_round}. Traefik's own profiler (`api.debug`, "
+        "pprof) showed where a plugin's time goes while these rows were built: every http-wasm "
+        "host call costs a few µs of Traefik CPU (wazero's exit to Go, http-wasm-host-go "
+        "lower-casing, sorting and copying header names and values, the guest splitting the "
+        "buffer) — `get_header_names` alone ~10 µs — and the guest's own code runs in wazero "
+        "about 3× slower than the same wasm in node's V8."
+    )
+
+
 def write_markdown(res: dict, rows: dict) -> None:
     labels = {
         "router": "Envoy router only",
@@ -912,24 +939,7 @@ def write_markdown(res: dict, rows: dict) -> None:
         f"Barbican / ForwardAuth = {res['traefik_jwt_vs_forwardauth']}×, Barbican / no "
         f"middleware = {res['traefik_jwt_vs_plain']}×.",
         "",
-        "Why ≥ 0.9× no middleware is out of reach on this Traefik: the floor rows run "
-        "`bench/traefik-floor`, an http-wasm guest that decides nothing. Configured with `{}` "
-        "it returns at once — Traefik's price for any wasm middleware (the instance pool, the "
-        f"call into wazero, `handle_response`): {res['traefik_noop_vs_plain']}× no middleware. "
-        "Configured with only the host calls Barbican cannot do without for the row's request "
-        "— the header names (a client's identity headers must be found to be stripped), the "
-        "method, the URI, the credential's and Host's values, and setting the identity "
-        "headers Barbican sets — it measures "
-        f"{res['traefik_floor_session_vs_plain']}× (session row) and "
-        f"{res['traefik_floor_jwt_vs_plain']}× (JWT row) before deciding anything. Barbican "
-        f"reaches {res['traefik_session_vs_floor']}× and {res['traefik_jwt_vs_floor']}× of "
-        "those floors. Each round's ratios are in bench/results.json "
-        "(`traefik_vs_plain_by_round`). Traefik's own profiler (`api.debug`, pprof) showed "
-        "where a plugin's time goes while these rows were built: every http-wasm host call "
-        "costs a few µs of Traefik CPU (wazero's exit to Go, http-wasm-host-go lower-casing, "
-        "sorting and copying header names and values, the guest splitting the buffer) — "
-        "`get_header_names` alone ~10 µs — and the guest's own code runs in wazero about 3× "
-        "slower than the same wasm in node's V8.",
+        traefik_floor_text(res),
         "",
         "## Where a cached request's cost goes",
         "",
