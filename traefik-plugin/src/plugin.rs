@@ -7,7 +7,7 @@
 //! is refused when the plugin starts instead of failing on the first request.
 
 use crate::keyfiles::{KeyEvent, KeyFiles};
-use barbican::config::{self, Accept, Config, ConfigError, SecretRef};
+use barbican::config::{self, Config, ConfigError, SecretRef};
 use barbican::{Allow, Engine, MemStore, Millis, Request, Respond, Step};
 use std::net::IpAddr;
 
@@ -44,7 +44,8 @@ struct Ready {
     files: KeyFiles,
 }
 
-const NO_CALLOUTS: &str = "Traefik plugins cannot make network calls";
+// What Traefik refuses lives in the core (`barbican check --host traefik` reports it too).
+use barbican::config::traefik_problems;
 
 impl Instance {
     /// Builds the instance from the plugin configuration (Traefik's JSON, every scalar a
@@ -191,79 +192,6 @@ fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
     }
 }
 
-/// What a valid configuration asks for that a Traefik plugin cannot do: anything that needs
-/// a callout.
-pub fn traefik_problems(cfg: &Config) -> Vec<ConfigError> {
-    let mut out = Vec::new();
-    let mut refuse = |path: String, what: &str| {
-        out.push(ConfigError {
-            path,
-            problem: format!("{NO_CALLOUTS}: {what}"),
-        })
-    };
-    if let Some(s) = &cfg.session {
-        match (&s.mode, &s.oidc) {
-            (config::SessionMode::Oidc, Some(o)) => {
-                if o.flow != config::OidcFlow::FormPost {
-                    refuse(
-                        "session.oidc.flow".into(),
-                        "the authorization code flow exchanges the code at the token \
-                         endpoint; use \"flow\": \"form_post\" (the id_token comes with the \
-                         browser and is verified here)",
-                    );
-                }
-                if o.jwks.inline.is_none() && o.jwks.file.is_none() {
-                    refuse(
-                        "session.oidc.jwks".into(),
-                        "give the provider's keys inline (`jwks.inline`: the key set document \
-                         itself) or from a mounted file (`jwks.file`); they cannot be fetched \
-                         here",
-                    );
-                }
-            }
-            _ => refuse(
-                "session".into(),
-                "forward-auth sessions ask the IdP's endpoint and are not available here; use \
-                 session.mode \"oidc\" with flow \"form_post\", or run Barbican in Envoy",
-            ),
-        }
-    }
-    for (i, p) in cfg.jwt.iter().flat_map(|j| j.providers.iter()).enumerate() {
-        let at = format!("jwt.providers[{i}].jwks");
-        if p.jwks.uri.is_some() {
-            refuse(
-                format!("{at}.uri"),
-                "give the key set inline (`jwks.inline`: the document itself) or as a mounted \
-                 file (`jwks.file`, re-read when it changes) instead of a URI",
-            );
-        } else if p.jwks.cluster.is_some() {
-            refuse(
-                format!("{at}.cluster"),
-                "key-set discovery needs the IdP; give the key set inline (`jwks.inline`) or as \
-                 a mounted file (`jwks.file`)",
-            );
-        }
-    }
-    if cfg.introspection.is_some() {
-        refuse(
-            "introspection".into(),
-            "RFC 7662 introspection asks the IdP; accept JWTs verified against a JWKS inline or from a file",
-        );
-    }
-    for (i, r) in cfg.routes.iter().enumerate() {
-        if r.accept
-            .as_ref()
-            .is_some_and(|a| a.contains(&Accept::Introspection))
-        {
-            refuse(
-                format!("routes[{i}].accept"),
-                "\"introspection\" asks the IdP; accept \"jwt\" (JWKS inline or from a file)",
-            );
-        }
-    }
-    out
-}
-
 /// Request headers whose values the engine reads on Traefik (besides the pseudo-headers).
 /// Only these values are fetched from the host (a host call and copies each); every other
 /// header reaches the engine by name with an empty value, which is all identity stripping
@@ -339,6 +267,7 @@ fn unavailable(reason: &'static str) -> Respond {
 )]
 mod tests {
     use super::*;
+    use barbican::config::TRAEFIK_NO_CALLOUTS as NO_CALLOUTS;
 
     const NOW: Millis = 1_800_000_000_000;
     /// RFC 8037's example Ed25519 public key.

@@ -141,7 +141,7 @@ function checkedUrl(flag, value) {
 function parseArgs(argv) {
   const out = {
     port: 0, generations: 3, maxObjects: 200000, quiet: false, redirectUris: [], postLogoutUris: [],
-    idTokenTtl: 3600,
+    idTokenTtl: 3600, userGroups: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -157,6 +157,11 @@ function parseArgs(argv) {
     // registered exactly as given (the provider compares redirect URIs as strings)
     else if (a === '--redirect-uri') out.redirectUris.push(checkedUrl(a, next()));
     else if (a === '--post-logout-redirect-uri') out.postLogoutUris.push(checkedUrl(a, next()));
+    // `--user-groups alice=homelab-users|homelab-admins`: replace a user's groups claim
+    else if (a === '--user-groups') {
+      const [user, groups] = next().split('=', 2);
+      out.userGroups.push([user, (groups || '').split('|').filter(Boolean)]);
+    }
     else throw new Error(`unknown argument ${a}`);
   }
   if (!Number.isInteger(out.port) || out.port < 0 || out.port > 65535) throw new Error('bad --port');
@@ -371,6 +376,11 @@ const USERS = new Map([
     },
   }],
 ]);
+
+for (const [user, groups] of args.userGroups) {
+  if (!USERS.has(user)) throw new Error(`--user-groups: no user ${user}`);
+  USERS.get(user).claims.groups = groups;
+}
 
 // scope -> claims it releases (the provider also makes each key a supported scope)
 const CLAIMS = {

@@ -1,120 +1,99 @@
-//! Native CLI over the same core: check a config, explain a decision, without a proxy.
-//!
-//! ```text
-//! barbican check CONFIG.json
-//! barbican explain CONFIG.json --url http://sonarr.lan/api/v3/queue [--method GET]
-//!                  [--header 'Cookie: authentik_proxy_x=...'] [--idp-status 200 --idp-header 'X-authentik-username: alice']
-//! ```
+//! `check` and `explain`: validate a document, or show what the engine does with one
+//! request, without a proxy. Moved here from the core crate's src/bin/barbican.rs unchanged
+//! in behaviour; `check --host` adds each host's own rules.
 
+use crate::doc;
 use barbican::decision::{Request, Step};
-use barbican::{Engine, MemStore};
+use barbican::{Config, ConfigError, Engine, MemStore};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  barbican check CONFIG.json
-  barbican explain CONFIG.json --url URL [--method M] [--header 'Name: value']...
-                   [--client IP] [--idp-status N] [--idp-header 'Name: value']...
-
-check    validates a configuration; prints every problem with its JSON path; exit 1 if any.
-explain  shows which rule a request matches and what Barbican does with it. When the
-         decision needs the IdP, --idp-status/--idp-header give its answer (default: none,
-         so the callout is shown and not answered).";
-
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("check") => match args.get(1) {
-            Some(path) => check(path),
-            None => usage(),
-        },
-        Some("explain") => match args.get(1) {
-            Some(path) => explain(path, args.get(2..).unwrap_or_default()),
-            None => usage(),
-        },
-        Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => usage(),
-    }
-}
-
-fn usage() -> ExitCode {
-    eprintln!("{USAGE}");
-    ExitCode::from(2)
-}
-
-fn load(path: &str) -> Result<Engine, ExitCode> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        eprintln!("{path}: cannot read: {e}");
+/// The document's engine, or the exit code after every problem was printed.
+fn load(path: &str) -> Result<(Config, Engine), ExitCode> {
+    let document = doc::load(path).map_err(|e| {
+        eprintln!("{e}");
         ExitCode::from(2)
     })?;
-    let report = |errors: Vec<barbican::ConfigError>| {
-        for e in &errors {
-            println!("{path}: {e}");
+    doc::engine(&document).map_err(|errors| report(path, &errors))
+}
+
+fn report(path: &str, errors: &[ConfigError]) -> ExitCode {
+    for e in errors {
+        println!("{path}: {e}");
+    }
+    println!("{} problem(s)", errors.len());
+    ExitCode::from(1)
+}
+
+/// Which host's rules `check` applies besides the core's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    Envoy,
+    Traefik,
+    Serve,
+}
+
+impl Host {
+    pub fn parse(s: &str) -> Option<Host> {
+        match s {
+            "envoy" | "istio" => Some(Host::Envoy),
+            "traefik" => Some(Host::Traefik),
+            "serve" => Some(Host::Serve),
+            _ => None,
         }
-        println!("{} problem(s)", errors.len());
-        ExitCode::from(1)
+    }
+}
+
+/// Validates a document; with a host, also what that host refuses. Every problem at once,
+/// each with its JSON path.
+pub fn check(path: &str, host: Option<Host>) -> ExitCode {
+    let document = match doc::load(path) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::from(1);
+        }
     };
-    let mut engine = Engine::from_json_with(&bytes, &mut read_secret).map_err(report)?;
-    let problems = load_jwks_files(&mut engine);
+    let built = doc::engine(&document);
+    let mut problems: Vec<ConfigError> = match &built {
+        Ok(_) => Vec::new(),
+        Err(e) => e.clone(),
+    };
+    // A document the core refused may still deserialize: the host's problems are told too.
+    let cfg: Option<Config> = match &built {
+        Ok((c, _)) => Some(c.clone()),
+        Err(_) => serde_json::from_slice(&document.json).ok(),
+    };
+    match host {
+        None => {}
+        Some(Host::Envoy) => {
+            if let Ok((_, e)) = &built {
+                // Envoy's wasm VMs have no filesystem: jwks.file is refused there, and the
+                // engine built above read the files only because this machine has them.
+                problems.extend(barbican::tokens::refuse_jwks_files(
+                    &e.jwks_files(),
+                    "Envoy",
+                ));
+            }
+        }
+        Some(Host::Traefik) => {
+            if let Some(c) = &cfg {
+                problems.extend(barbican::config::traefik_problems(c));
+            }
+        }
+        Some(Host::Serve) => {
+            if let Err(e) = doc::serve_parts(&document, cfg.as_ref()) {
+                problems.extend(e);
+            }
+            if let Some(c) = &cfg {
+                problems.extend(crate::server::serve_problems(c));
+            }
+        }
+    }
     if problems.is_empty() {
-        Ok(engine)
+        println!("{path}: ok");
+        ExitCode::SUCCESS
     } else {
-        Err(report(problems))
-    }
-}
-
-/// Secrets given by name are read here as the proxy would read them: `check` then also says
-/// whether this machine's environment and files hold them.
-fn read_secret(r: barbican::config::SecretRef<'_>) -> Result<String, String> {
-    use barbican::config::SecretRef;
-    match r {
-        // Never VarError's own text: for a value that is not UTF-8 it quotes the value.
-        SecretRef::Env(n) => std::env::var(n).map_err(|e| match e {
-            std::env::VarError::NotPresent => {
-                format!("environment variable {n} is not set (barbican reads its own environment)")
-            }
-            std::env::VarError::NotUnicode(_) => {
-                format!("environment variable {n} is not UTF-8 text")
-            }
-        }),
-        // io::Error's text never holds the file's bytes (invalid UTF-8 is a fixed message).
-        SecretRef::File(p) => {
-            std::fs::read_to_string(p).map_err(|e| format!("file {p}: cannot read: {e}"))
-        }
-    }
-}
-
-/// Reads every `jwks.file` the way the Traefik plugin does at start-up, so `check` says
-/// whether the key set on this machine is usable and `explain` verifies tokens against it.
-fn load_jwks_files(engine: &mut Engine) -> Vec<barbican::ConfigError> {
-    let mut problems = Vec::new();
-    for f in engine.jwks_files() {
-        let outcome = std::fs::read(&f.path)
-            .map_err(|e| format!("cannot read {}: {e}", f.path))
-            .and_then(|doc| {
-                engine
-                    .set_jwks(f.provider, &doc)
-                    .map_err(|e| format!("{}: {e}", f.path))
-            });
-        if let Err(problem) = outcome {
-            problems.push(barbican::ConfigError {
-                path: f.field,
-                problem,
-            });
-        }
-    }
-    problems
-}
-
-fn check(path: &str) -> ExitCode {
-    match load(path) {
-        Ok(_) => {
-            println!("{path}: ok");
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+        report(path, &problems)
     }
 }
 
@@ -133,9 +112,9 @@ fn redact(name: &str, value: &str) -> String {
     }
 }
 
-fn explain(path: &str, rest: &[String]) -> ExitCode {
+pub fn explain(path: &str, rest: &[String]) -> ExitCode {
     let mut engine = match load(path) {
-        Ok(e) => e,
+        Ok((_, e)) => e,
         Err(code) => return code,
     };
     let mut url = None;
@@ -147,31 +126,33 @@ fn explain(path: &str, rest: &[String]) -> ExitCode {
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
-            return usage();
+            return crate::usage();
         };
         match flag.as_str() {
             "--url" => url = Some(value.clone()),
             "--method" => method = value.to_ascii_uppercase(),
             "--header" | "-H" => match split_header(value) {
                 Some(h) => headers.push(h),
-                None => return usage(),
+                None => return crate::usage(),
             },
             "--idp-status" => match value.parse() {
                 Ok(s) => idp_status = Some(s),
-                Err(_) => return usage(),
+                Err(_) => return crate::usage(),
             },
             "--client" => match value.parse() {
                 Ok(ip) => peer = Some(ip),
-                Err(_) => return usage(),
+                Err(_) => return crate::usage(),
             },
             "--idp-header" => match split_header(value) {
                 Some(h) => idp_headers.push(h),
-                None => return usage(),
+                None => return crate::usage(),
             },
-            _ => return usage(),
+            _ => return crate::usage(),
         }
     }
-    let Some(url) = url else { return usage() };
+    let Some(url) = url else {
+        return crate::usage();
+    };
     let (scheme, rest_url) = url.split_once("://").unwrap_or(("http", url.as_str()));
     let (authority, target) = match rest_url.find('/') {
         Some(i) => rest_url.split_at(i),
