@@ -621,15 +621,17 @@ class EnvoyProc(Proc):
 
 def start_envoy_config(cfg: Mapping[str, Any], *, concurrency: int = 1, log_level: str = "warning",
                        ready_timeout: float = 30.0, cwd: str | Path | None = None,
-                       extra_args: Sequence[str] = (), name: str = "envoy") -> EnvoyProc:
-    """Start Envoy on a rendered bootstrap; raises ProcessExited if it refuses to start."""
+                       extra_args: Sequence[str] = (), name: str = "envoy",
+                       env: Mapping[str, str] | None = None) -> EnvoyProc:
+    """Start Envoy on a rendered bootstrap; raises ProcessExited if it refuses to start.
+    `env`, when given, is Envoy's whole environment (default: the test's own)."""
     d = new_tmp_dir(name + "-cfg")
     config_path = write_bootstrap(cfg, d)
     addr_file = d / "admin.addr"
     cmd = [envoy_binary(), "-c", str(config_path), "--concurrency", str(concurrency),
            "--base-id", str(unique_base_id()), "--disable-hot-restart", "-l", log_level,
            "--admin-address-path", str(addr_file), *extra_args]
-    proc = EnvoyProc(name, cmd, cwd=cwd)
+    proc = EnvoyProc(name, cmd, cwd=cwd, env=env)
     proc.config_path = config_path
     proc.start()
     try:

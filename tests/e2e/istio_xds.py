@@ -626,23 +626,10 @@ def start_gateway(cfg: GatewayConfig, *, ready_timeout: float = 30.0,
                   log_level: str = "warning") -> H.EnvoyProc:
     """Real Envoy on the generated config, with the gateway container's environment (the
     secrets `valueFrom: HOST` reads) and nothing else of ours."""
-    d = H.new_tmp_dir("istio-gw-cfg")
-    config_path = H.write_bootstrap(cfg.bootstrap, d)
-    addr_file = d / "admin.addr"
-    cmd = [H.envoy_binary(), "-c", str(config_path), "--concurrency", "1",
-           "--base-id", str(H.unique_base_id()), "--disable-hot-restart", "-l", log_level,
-           "--admin-address-path", str(addr_file)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("BARBICAN_")}
     env.update(cfg.env)
-    proc = H.EnvoyProc("istio-gateway", cmd, env=env)
-    proc.config_path = config_path
-    proc.start()
-    try:
-        proc.wait_ready(addr_file, ready_timeout)
-    except Exception:
-        proc.stop()
-        raise
-    return proc
+    return H.start_envoy_config(cfg.bootstrap, log_level=log_level, ready_timeout=ready_timeout,
+                                name="istio-gateway", env=env)
 
 
 def validate_with_envoy(cfg: GatewayConfig) -> tuple[int, str]:
