@@ -1,21 +1,24 @@
 #!/usr/bin/env python3
-"""Pin the shipped manifests to the image `make oci` built: rewrite `sha256:` in
-deploy/istio/wasmplugin*.yaml (and the copies of them in docs/kubernetes.md) to the image's
-manifest digest.
+"""Pin the shipped manifests to the image of dist/barbican.wasm: rewrite `sha256:` in
+deploy/istio/wasmplugin*.yaml (and the copies of them in docs/kubernetes.md) to the digest of
+the image `make oci` builds from that wasm.
 
 Istio's agent compares a WasmPlugin's `sha256` with the OCI *manifest* digest for `oci://`
-URLs (istio/istio pkg/wasm/imagefetcher.go PrepareFetch, cache.go getOrFetch), so that is
-the value pinned, not the wasm file's hash.
+URLs (istio/istio pkg/wasm/cache.go getOrFetch: for the oci scheme the checksum is
+PrepareFetch's img.Digest(), imagefetcher.go; only http(s) URLs are checked against the
+module's own sha256), so that is the value pinned. tools/oci.py builds reproducibly, so the
+digest is a function of the wasm alone: it is computed here from the wasm (never from a
+dist/oci that may be older than it), and anyone can recompute it from a released wasm.
 
-    python3 tools/pin_deploy.py                  # digest from dist/oci/index.json
+    python3 tools/pin_deploy.py                  # the image digest of dist/barbican.wasm
     python3 tools/pin_deploy.py sha256:<hex>     # or given
+    python3 tools/pin_deploy.py --wasm FILE      # or of another module
     python3 tools/pin_deploy.py --check          # exit 1 when a manifest is not pinned to it
-    python3 tools/pin_deploy.py --if-built       # nothing (exit 0) when dist/oci is absent
+    python3 tools/pin_deploy.py --if-built       # nothing (exit 0) when the wasm is absent
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -23,24 +26,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FILES = sorted((REPO / "deploy" / "istio").glob("wasmplugin*.yaml"))
 DOCS = [REPO / "docs" / "kubernetes.md"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import oci  # noqa: E402  (tools/oci.py)
+
 LINE = re.compile(r'^(  sha256: )"?[0-9a-f]*"?\s*$', re.M)
-
-
-def layout_digest() -> str:
-    index = json.loads((REPO / "dist" / "oci" / "index.json").read_text())
-    manifests = index.get("manifests") or []
-    if len(manifests) != 1:
-        sys.exit(f"dist/oci/index.json: expected one manifest, found {len(manifests)}")
-    return manifests[0]["digest"]
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
-    if "--if-built" in argv and not (REPO / "dist" / "oci" / "index.json").is_file():
-        print("pin: dist/oci/index.json not built (make oci); manifests keep their sha256")
+    wasm = REPO / "dist" / "barbican.wasm"
+    if "--wasm" in argv:
+        i = argv.index("--wasm")
+        wasm = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    if "--if-built" in argv and not wasm.is_file():
+        print(f"pin: {wasm} not built (make wasm); manifests keep their sha256")
         return 0
     args = [a for a in argv if a not in ("--check", "--if-built")]
-    digest = args[0] if args else layout_digest()
+    if not args and not wasm.is_file():
+        sys.exit(f"pin: {wasm} missing (make wasm)")
+    digest = args[0] if args else oci.image_digest(wasm)
     hexd = digest.split(":", 1)[-1]
     if not re.fullmatch(r"[0-9a-f]{64}", hexd):
         sys.exit(f"not a sha256 digest: {digest}")

@@ -67,7 +67,9 @@ Followed, from istio/istio at commit 86c9f01fd735fb01d8192f5bcaf0d424afb7f14c (2
   wasm's own hash (that is the http(s) case): "module downloaded from <url> has checksum <d>,
   which does not match: <pin>"; then the binary must start with the wasm magic and version 1
   (isValidWasmBinary); the module is cached as `<dir>/<sha256(module name)>/<digest>.wasm`.
-  PullPolicy: IfNotPresent is the default except for `:latest` tags.
+  PullPolicy: IfNotPresent is the default except for `:latest` tags. The pull itself
+  (manifest, layer selected by media type, blob digests) is oci_registry.fetch_wasm against a
+  real registry; `images` hands its result (PulledImage) to agent_fetch here.
 
 What is not emulated (no TLS here): the HTTPS server's TLS transport socket; the test speaks
 plain HTTP to the same HCM, so `x-forwarded-proto` is `http`. The gateway's port 80 server

@@ -175,6 +175,16 @@ def test_core_kinds_are_checked_too():
     assert any(p.startswith("data.session-secret: not base64") for p in K.validate(secret))
 
 
+def test_istio_pins_are_one_real_digest():
+    # Both WasmPlugins load the same image; `make pin` writes the digest of the image of
+    # dist/barbican.wasm (tools/pin_deploy.py), never a placeholder. test_istio_gateway.py
+    # checks it is the image that went through the registry.
+    pins = {K.load_documents(p)[0]["spec"]["sha256"]
+            for p in (DEPLOY / "istio").glob("wasmplugin*.yaml")}
+    assert len(pins) == 1 and re.fullmatch(r"[0-9a-f]{64}", next(iter(pins))), pins
+    assert pins != {"0" * 64}
+
+
 def test_yaml_pitfalls_are_caught():
     # An unquoted all-digit sha256 is a YAML integer: the apiserver refuses its type.
     m = wasmplugin()
