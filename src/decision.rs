@@ -341,6 +341,13 @@ impl Engine {
         Ok((r, r.map_or(self.default_policy, |r| r.policy)))
     }
 
+    /// The answer to a request with a header the engine must read that is not UTF-8
+    /// (`crate::text`): 400, before any rule, like a path that cannot be normalized.
+    pub fn refuse_not_text(&mut self) -> Step {
+        self.counters.requests_invalid += 1;
+        respond(400, BODY_400, "header_not_utf8")
+    }
+
     /// Decides what happens to a request. Client-sent identity headers are always removed
     /// from whatever reaches the upstream, on every route.
     pub fn decide(&mut self, req: Request<'_>, now: Millis, store: &mut dyn SharedStore) -> Step {

@@ -36,6 +36,7 @@ pub mod net;
 pub mod oidc;
 pub mod route;
 pub mod seal;
+pub mod text;
 pub mod tokens;
 
 #[cfg(all(feature = "envoy", target_arch = "wasm32"))]

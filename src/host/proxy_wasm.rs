@@ -94,6 +94,22 @@ fn instance_seed(context_id: u32) -> Vec<u8> {
     seed
 }
 
+/// The answer to the callout being delivered: its status and headers. An answer with a
+/// header value that is not text reads as status 0 (no usable answer: stale grace or 503,
+/// never an allow).
+///
+/// Header maps are read with the SDK's bytes variant: its `get_map` unwraps every value into
+/// a `String`, and one `Cookie: \xff` trapped the VM. The bytes variant still makes `String`s
+/// of the names, which Envoy's codecs accept only as HTTP tokens (ASCII).
+fn callout_answer() -> (u16, Vec<(String, String)>) {
+    match hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+        .map(|m| crate::text::header_view(m, true))
+    {
+        Ok(Ok(h)) => (response_status(&h), h),
+        _ => (0, Vec::new()),
+    }
+}
+
 fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
@@ -277,9 +293,8 @@ impl Context for Root {
         let Some(cid) = self.calls.remove(&token_id) else {
             return;
         };
-        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let (status, headers) = callout_answer();
         let body = callout_body(body_size);
-        let status = response_status(&headers);
         let t = now();
         let steps = with_state(|s| {
             s.engine
@@ -401,9 +416,8 @@ struct Http {
 impl Context for Http {
     fn on_http_call_response(&mut self, _token: u32, _: usize, body_size: usize, _: usize) {
         let Some(cid) = self.call.take() else { return };
-        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let (status, headers) = callout_answer();
         let body = callout_body(body_size);
-        let status = response_status(&headers);
         let t = now();
         let steps = with_state(|s| {
             s.engine
@@ -428,9 +442,13 @@ fn fail_closed() -> Step {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+        let Ok(raw) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
             return act(self.id, fail_closed(), false);
         };
+        // A value the engine reads that is not text (`crate::text`): the engine gets an empty
+        // view, which it refuses with 400 like any request without a path (one refusal path
+        // instead of two: the wasm is at its size budget).
+        let headers = crate::text::header_view(raw, false).unwrap_or_default();
         let t = now();
         let peer = if with_state(|s| s.needs_peer).unwrap_or(false) {
             hostcalls::get_property(vec!["source", "address"])

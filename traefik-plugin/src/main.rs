@@ -49,9 +49,28 @@ mod host {
         String::from_utf8_lossy(b).into_owned()
     }
 
-    /// Without a copy when the bytes are UTF-8 (they almost always are).
-    fn owned_text(b: bytes::Bytes) -> String {
-        String::from_utf8(Vec::from(b)).unwrap_or_else(|e| text(e.as_bytes()))
+    /// The request as the engine reads it: one host call for the names, then one per header
+    /// whose value the engine reads; the others go by name alone (`VALUES_READ` says why).
+    /// `None` when the method, the URI, a name or a value the engine reads is not UTF-8: it is
+    /// refused (`barbican::text`), never judged on a lossy copy of what the backend receives.
+    fn read_request(instance: &Instance, request: &Request) -> Option<Vec<(String, String)>> {
+        use barbican::text::value_text;
+        let names = request.header.names();
+        let mut headers = Vec::with_capacity(names.len() + 4);
+        for name in names {
+            let name = String::from_utf8(Vec::from(name)).ok()?;
+            if instance.value_needed(&name) {
+                for value in request.header.values(name.as_bytes()) {
+                    let v = value_text(&name, &value).ok()?;
+                    headers.push((name.clone(), v));
+                }
+            } else {
+                headers.push((name, String::new()));
+            }
+        }
+        let method = value_text(":method", &request.method()).ok()?;
+        let uri = value_text(":path", &request.uri()).ok()?;
+        Some(header_list(method, uri, headers))
     }
 
     impl Guest for Plugin {
@@ -63,21 +82,12 @@ mod host {
             };
             let t = now();
             log_key_events(&instance.refresh_keys(t));
-            // One host call for the names, then one per header whose value the engine reads;
-            // the others go by name alone (VALUES_READ says why).
-            let names = request.header.names();
-            let mut headers = Vec::with_capacity(names.len() + 4);
-            for name in names {
-                let name = owned_text(name);
-                if instance.value_needed(&name) {
-                    for value in request.header.values(name.as_bytes()) {
-                        headers.push((name.clone(), owned_text(value)));
-                    }
-                } else {
-                    headers.push((name, String::new()));
+            let Some(headers) = read_request(&instance, request) else {
+                if let Action::Respond(r) = instance.refuse_not_text() {
+                    respond(response, r.status, &r.headers, r.body.as_bytes());
                 }
-            }
-            let headers = header_list(text(&request.method()), text(&request.uri()), headers);
+                return (false, 0);
+            };
             let peer = if instance.needs_peer() {
                 parse_source_addr(&text(&request.source_addr()))
             } else {

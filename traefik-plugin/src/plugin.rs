@@ -116,6 +116,17 @@ impl Instance {
         }
     }
 
+    /// The answer to a request the host could not read as text (`barbican::text`): 400.
+    pub fn refuse_not_text(&mut self) -> Action {
+        match &mut self.state {
+            State::Ready(r) => match r.engine.refuse_not_text() {
+                Step::Respond(resp) => Action::Respond(resp),
+                _ => Action::Respond(unavailable("internal")),
+            },
+            State::Broken => Action::Respond(unavailable("config_invalid")),
+        }
+    }
+
     /// Decides one request. `headers` is [`header_list`]'s output; `body` is given only when
     /// [`Instance::wants_body`] asked for it.
     pub fn handle(
@@ -192,26 +203,11 @@ fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
     }
 }
 
-/// Request headers whose values the engine reads on Traefik (besides the pseudo-headers).
-/// Only these values are fetched from the host (a host call and copies each); every other
-/// header reaches the engine by name with an empty value, which is all identity stripping
-/// and `match.headers` need.
-///
-/// When the core starts reading another request header's value, add it here:
-/// `values_of_other_headers_never_change_the_answer` checks the tested paths.
-pub const VALUES_READ: &[&str] = &[
-    "host",
-    "authorization",
-    "cookie",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "origin",
-    "access-control-request-method",
-    "accept",
-    "x-requested-with",
-    // The form_post that ends an OIDC login must be a form.
-    "content-type",
-];
+/// Only the values of the headers the core reads ([`VALUES_READ`], kept in the core next to
+/// the rule for values that are not text) are fetched from the host, a host call and copies
+/// each; every other header reaches the engine by name with an empty value, which is all
+/// identity stripping and `match.headers` need.
+pub use barbican::text::VALUES_READ;
 
 /// The header list the engine reads: the pseudo-headers (`:method`, `:path`, `:authority`,
 /// `:scheme`), then every request header as the host reports it (Traefik gives `Host` as a
