@@ -12,6 +12,11 @@
   isValidWasmBinary), with go-containerregistry's `remote` underneath (the Accept list of
   remote.Get; a blob's sha256 checked against its descriptor when read to the end).
   Error texts are Istio's, so a test can show which check refused an image.
+  One difference, on purpose: go-containerregistry checks a blob's digest when its reader
+  reaches EOF, and Istio's compat extraction stops reading at the end of plugin.wasm, so
+  whether Istio itself notices a corrupted layer depends on read-ahead (unverified here: no Go
+  toolchain). This transcription always reads the whole blob; the pin (manifest digest) is
+  checked by Istio in every case.
 - fixtures `registry` (one per module) and `registry_wasm` (the image `make oci` builds from
   $BARBICAN_WASM, pushed with real skopeo, pulled back by `fetch_wasm`: an
   `istio_xds.PulledImage` whose `wasm_path` is the file that came out of the registry).

@@ -254,7 +254,7 @@ def test_sonarr_api_takes_a_jwt_and_never_redirects(fa, outpost, homelab_idp):
     assert r.status == 200 and r.from_upstream, r
     assert r.upstream_header("x-authentik-username") == ["api-admin"]
     r = get(fa, "sonarr.homelab.local", "/api/v3/series", [HTML])
-    assert r.status == 401 and r.header("www-authenticate", ) and not r.from_upstream, r
+    assert r.status == 401 and r.header("www-authenticate") and not r.from_upstream, r
     r = get(fa, "sonarr.homelab.local", "/api/v3/series",
             [("Authorization", f"Bearer {token(['homelab-users'])}")])
     assert r.status == 403, r
