@@ -40,6 +40,21 @@ impl Front {
     }
 }
 
+impl Front {
+    /// The status to answer the proxy with for the engine's `status`. nginx's auth_request
+    /// passes only 2xx, 401 and 403 (anything else becomes its own 500, logged as an
+    /// auth_request error): a login redirect is 401 with the Location kept, for the
+    /// example's `error_page 401` to redirect; any other client error (a path serve refuses
+    /// to normalize) is 403, so the client sees a refusal rather than a server fault.
+    pub fn answer_status(self, status: u16) -> u16 {
+        match (self, status) {
+            (Front::Nginx, 300..=399) => 401,
+            (Front::Nginx, 400..=499) if status != 401 && status != 403 => 403,
+            _ => status,
+        }
+    }
+}
+
 /// What a request to serve is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -369,6 +384,24 @@ mod tests {
 
     fn get<'a>(o: &'a Original, name: &str) -> Option<&'a str> {
         barbican::header(&o.headers, name)
+    }
+
+    #[test]
+    fn nginx_gets_only_the_statuses_auth_request_passes() {
+        for (engine, nginx) in [(200, 200), (302, 401), (401, 401), (403, 403), (400, 403)] {
+            assert_eq!(Front::Nginx.answer_status(engine), nginx, "{engine}");
+        }
+        assert_eq!(Front::Nginx.answer_status(414), 403);
+        assert_eq!(
+            Front::Nginx.answer_status(503),
+            503,
+            "a fault stays a fault"
+        );
+        for f in [Front::Forwarded, Front::Envoy] {
+            for s in [200, 302, 400, 401, 403, 431, 503] {
+                assert_eq!(f.answer_status(s), s);
+            }
+        }
     }
 
     #[test]

@@ -655,8 +655,8 @@ fn put(resp: &mut Response<Full<Bytes>>, name: &str, value: &str) {
 
 /// The engine's step as the proxy's answer. Allow: 200 with the identity headers for the
 /// proxy to copy to the upstream (and any Set-Cookie for the client). A login redirect is
-/// 302 with Location, except to nginx, whose auth_request takes only 2xx, 401 and 403: there
-/// it is 401 with the Location kept, for the example's `error_page 401` to redirect.
+/// 302 with Location, except to nginx, whose auth_request takes only 2xx, 401 and 403
+/// (`Front::answer_status`).
 fn answer(f: Front, step: Step) -> (Response<Full<Bytes>>, &'static str) {
     match step {
         Step::Allow(a) => {
@@ -670,11 +670,7 @@ fn answer(f: Front, step: Step) -> (Response<Full<Bytes>>, &'static str) {
             (r, "allow")
         }
         Step::Respond(x) => {
-            let status = if f == Front::Nginx && (300..400).contains(&x.status) {
-                401
-            } else {
-                x.status
-            };
+            let status = f.answer_status(x.status);
             let mut r = Response::new(Full::new(Bytes::from(x.body.clone())));
             *r.status_mut() =
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
