@@ -14,105 +14,18 @@ one worker, and a trap would show as a 503 (Envoy) or a 500 with a wasm stack (T
 
 from __future__ import annotations
 
-import base64
-import json
-import time
-
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-import harness as H
-import traefik as T
-
-ISSUER = "https://idp.barbican.test/"
-AUDIENCE = "not-text"
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _jwks() -> dict:
-    n = KEY.public_key().public_numbers().n
-    return {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
-                      "n": b64u(n.to_bytes((n.bit_length() + 7) // 8, "big")),
-                      "e": b64u(b"\x01\x00\x01")}]}
-
-
-def token() -> str:
-    now = int(time.time())
-    head = b64u(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "k1"}).encode())
-    body = b64u(json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "u-1",
-                            "preferred_username": "alice", "iat": now,
-                            "exp": now + 300}).encode())
-    sig = KEY.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{head}.{body}.{b64u(sig)}"
-
-
-JWT = {"providers": [{"name": "idp", "issuer": ISSUER, "audiences": [AUDIENCE],
-                      "algorithms": ["RS256"], "jwks": {"inline": _jwks()}}]}
-ROUTES = [
-    {"match": {"path_prefix": "/public/"}, "policy": "bypass"},
-    {"match": {"path_prefix": "/api/"}, "policy": "api"},
-    {"match": {"path_prefix": "/blocked/"}, "policy": "deny"},
-]
-ENVOY_CONFIG = {**H.default_plugin_config(), "jwt": JWT, "routes": ROUTES,
-                "default_policy": "protected"}
-# Traefik makes no callouts: its protected paths are api routes by client address.
-TRAEFIK_CONFIG = {"jwt": JWT, "default_policy": "deny", "routes": ROUTES + [
-    {"match": {"path_prefix": "/app/"}, "policy": "api", "allow_cidrs": ["192.0.2.0/24"]}]}
-
-# Route kinds and a path on each, per host.
-PATHS = {"bypass": "/public/x", "api": "/api/x", "deny": "/blocked/x", "protected": "/app/x"}
-
-
-class Host:
-    def __init__(self, name: str, port: int, proc) -> None:
-        self.name, self.port, self.proc = name, port, proc
-
-    def get(self, path: str, headers=None, **kw) -> H.Response:
-        return H.get(self.port, path, headers=headers, **kw)
-
-    def still_serves(self) -> None:
-        """The worker that took the odd request answers the next one normally."""
-        r = self.get(PATHS["bypass"])
-        assert r.status == 200 and r.from_upstream, (self.name, r)
-        r = self.get(PATHS["api"], [("Authorization", f"Bearer {token()}")])
-        assert r.status == 200 and r.upstream_header("x-authentik-username") == ["alice"], r
-
-    def trapped(self) -> list[str]:
-        text = self.proc.log_text()
-        return [w for w in ("RuntimeError", "unreachable", "panicked", "wasm stack")
-                if w in text]
+from two_hosts import PATHS, start, token
 
 
 @pytest.fixture(scope="module", params=["envoy", "traefik"])
 def host(request, wasm, outpost, upstream):
-    if request.param == "envoy":
-        env = H.start_envoy(ENVOY_CONFIG, wasm, concurrency=1,
-                            clusters={"outpost": outpost.port, "upstream": upstream.port})
-        try:
-            yield Host("envoy", env.port, env)
-        finally:
-            env.stop()
-    else:
-        t = T.start_traefik(routers={"app": T.router(H.DEFAULT_HOST, ["barbican"])},
-                            middlewares={"barbican": T.plugin_middleware(TRAEFIK_CONFIG)},
-                            services={"upstream": upstream.port}, sanitize_path=False,
-                            probe=lambda t: _serves(t.port))
-        try:
-            yield Host("traefik", t.port, t)
-        finally:
-            t.stop()
-
-
-def _serves(port: int) -> bool:
+    h = start(request.param, wasm, outpost, upstream)
     try:
-        return H.get(port, PATHS["bypass"], timeout=2).from_upstream
-    except OSError:
-        return False
+        yield h
+    finally:
+        h.proc.stop()
 
 
 READ = [
