@@ -29,6 +29,14 @@ Rows (Envoy --concurrency 1, Traefik with its defaults (GOMAXPROCS = the 2 cores
                             and Host's values, the identity headers set) and deciding nothing
   barbican_oidc_session_rps  Envoy + Barbican, protected route, its own OIDC session cookie
                             (session.mode "oidc", code flow): compare with barbican_cached
+  {nginx,caddy,traefik}_serve_rps  the proxy running its example config (examples/serve/,
+                            tests/e2e/serve_proxies.py) asking `barbican serve` (dist/barbican,
+                            examples/serve/barbican.yaml), one session cookie (cached decision)
+  {nginx,caddy,traefik}_outpost_rps  the same config asking the test outpost instead (its
+                            /auth/nginx, /auth/caddy, /auth/traefik: one call per request)
+  serve_alone_rps           wrk straight at serve's /auth/traefik with the X-Forwarded-* a
+                            proxy sends and the session cookie (cached decisions only)
+  nginx_static_rps          wrk straight at the nginx `return 200` (the floor for serve alone)
   verify_us_{rs256,es256,eddsa}  µs per first-sight barbican::jwt::verify inside node's V8
                             (bench/verify-bench, the filter's release profile: opt-level "z"),
                             verify_us_*_o3 with opt-level 3, verify_us_*_crypto_o3 with "z"
@@ -65,6 +73,8 @@ import harness as h  # noqa: E402
 import idp as I  # noqa: E402
 import traefik as T  # noqa: E402
 import session_cookie as SC  # noqa: E402
+import serve_host as S  # noqa: E402
+import serve_proxies as P  # noqa: E402
 
 DURATION_S = int(os.environ.get("BENCH_DURATION", "8"))
 # This machine's throughput drifts by tens of percent between minutes, so every row is run
@@ -179,25 +189,11 @@ def start_nginx() -> Nginx:
     """nginx answering 200 to everything, with its own pid and temp paths."""
     port = h.free_port()
     d = h.new_tmp_dir("nginx")
-    conf = d / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  keepalive_requests 1000000;
+    p = Nginx("nginx", P.nginx_command(d, f"""keepalive_requests 1000000;
   server {{
     listen 127.0.0.1:{port};
     location / {{ return 200 "ok\\n"; }}
-  }}
-}}
-""")
-    p = Nginx("nginx", ["nginx", "-c", str(conf), "-p", str(d)])
+  }}"""))
     p.start()
     p.port = port
     h.wait_tcp(port, 10)
@@ -457,7 +453,10 @@ ENVOY_ROWS = ["router", "noop_wasm", "barbican_cached", "barbican_oidc_session",
               "introspection_uncached"]
 TRAEFIK_ROWS = ["traefik_plain", "traefik_noop", "traefik_floor_jwt", "traefik_floor_session",
                 "traefik_forwardauth", "traefik_barbican_jwt", "traefik_barbican_session"]
-ALL_ROWS = ENVOY_ROWS + TRAEFIK_ROWS + ["verify", "verify_envoy"]
+# barbican serve behind each proxy's example config, and the same config asking the outpost.
+SERVE_PROXY_ROWS = [f"{kind}_{via}" for kind in P.PROXIES for via in ("serve", "outpost")]
+SERVE_ROWS = SERVE_PROXY_ROWS + ["serve_alone", "nginx_static"]
+ALL_ROWS = ENVOY_ROWS + TRAEFIK_ROWS + SERVE_ROWS + ["verify", "verify_envoy"]
 
 
 def start_traefik_row(spec: TraefikRow, upstream_port: int) -> T.TraefikProc:
@@ -505,6 +504,9 @@ def main() -> int:
         outpost = h.start_outpost(); procs.append(outpost)
         auth_nginx = start_nginx(); procs.append(auth_nginx)
         idp = I.start_idp(); procs.append(idp)
+        serve = None
+        if want & set(SERVE_ROWS):
+            serve = P.start_serve(outpost.port, idp); procs.append(serve)
 
         cookie = outpost.cookie(ttl=3600)
         session = [("Cookie", cookie), ("Accept", "text/html")]
@@ -617,6 +619,20 @@ def main() -> int:
                     r = row("introspection_uncached", "barbican (introspection, ttl 0)", e,
                             "/api/opaque/items", opaque_headers, rotate, count=introspections)
                     idp_calls["introspection_uncached"].append(r["calls"])
+            for key in SERVE_PROXY_ROWS:
+                if key in want:
+                    kind, via = key.split("_")
+                    auth = serve.port if via == "serve" else outpost.port
+                    with P.start_proxy(kind, auth, outpost.port, nginx.port) as px:
+                        before = outpost.auth_calls()
+                        r = row(key, f"{kind} -> {via} (example config)", px, "/sonarr/",
+                                [("Host", P.HOST)] + session)
+                        r["calls"] = outpost.auth_calls() - before
+            if "serve_alone" in want:
+                row("serve_alone", "barbican serve alone (cached session)", serve,
+                    S.FORWARDED_PATH["traefik"], S.forwarded("/sonarr/", P.HOST) + session)
+            if "nginx_static" in want:
+                row("nginx_static", "nginx return 200 alone", nginx, "/", [])
             for key in TRAEFIK_ROWS:
                 spec = traefik_rows.get(key)
                 if key in want and spec is not None:
@@ -671,6 +687,8 @@ def main() -> int:
                               for k, v in rows.items()
                               if k.startswith("traefik_") and "traefik_plain" in rows},
                           "non_2xx": {k: v["errors"] for k, v in rows.items()},
+                          "outpost_calls": {k: [x["calls"] for x in samples[k]]
+                                            for k in SERVE_PROXY_ROWS if k in samples},
                           "introspections_per_request": intro_per_req, "verify_us": verify,
                           "verify_envoy_us": venv, "verify_envoy_ring_o3_us": venv_o3,
                           "crates_us": crates,
@@ -726,6 +744,14 @@ def main() -> int:
             for k in ("traefik_noop", "traefik_floor_jwt", "traefik_floor_session",
                       "traefik_barbican_jwt", "traefik_barbican_session") if k in rows},
         "outpost_calls_per_request": calls_per_request,
+        **{f"{k}_rps": r[k] for k in SERVE_ROWS},
+        **{f"serve_{kind}_vs_outpost": round(r[f"{kind}_serve"] / r[f"{kind}_outpost"], 3)
+           for kind in P.PROXIES},
+        "serve_vs_nginx_static": round(r["serve_alone"] / r["nginx_static"], 3),
+        "serve_outpost_calls_per_request": {
+            k: round(sum(x.get("calls", 0) for x in samples[k])
+                     / max(1, sum(x["requests"] for x in samples[k])), 6)
+            for k in SERVE_PROXY_ROWS},
         "introspections_per_request": {k.removeprefix("introspection_"): v
                                        for k, v in intro_per_req.items()},
         "wasm_bytes": wasm_bytes,
@@ -857,6 +883,11 @@ def write_markdown(res: dict, rows: dict) -> None:
         "traefik_noop": "Traefik + a no-op wasm plugin (bench/traefik-floor, `{}`)",
         "traefik_floor_jwt": "Traefik + a wasm plugin making only the JWT row's host calls",
         "traefik_floor_session": "Traefik + a wasm plugin making only the session row's host calls",
+        **{f"{k}_{v}": f"{k.capitalize()} (examples/serve) → "
+           f"{'barbican serve, cached session' if v == 'serve' else 'test outpost'}"
+           for k in P.PROXIES for v in ("serve", "outpost")},
+        "serve_alone": "barbican serve alone, cached session (wrk → /auth/traefik)",
+        "nginx_static": "nginx `return 200` alone",
     }
     lines = [
         "# Benchmark results",
@@ -898,6 +929,12 @@ def write_markdown(res: dict, rows: dict) -> None:
         f"| first-sight {a} verify ≤ {lim} µs inside Envoy (as shipped, opt-level \"z\") | {us:.0f} µs | {goal(us <= lim)} |"
         for a, us, lim in ve
     ] + [
+    ] + [
+        f"| {k.capitalize()}: → serve ≥ 3× → outpost (same example config) | {res[f'serve_{k}_vs_outpost']}× | {goal(res[f'serve_{k}_vs_outpost'] >= 3)} |"
+        for k in P.PROXIES
+    ] + [
+        f"| serve alone ≥ 0.5× nginx `return 200` | {res['serve_vs_nginx_static']}× | {goal(res['serve_vs_nginx_static'] >= 0.5)} |",
+        f"| serve alone: p99 < 5 ms | {rows['serve_alone']['p99_ms']} ms | {goal(rows['serve_alone']['p99_ms'] < 5)} |",
         f"| dist/barbican.wasm ≤ 600 KB | {res['wasm_bytes']} bytes | {goal(res['wasm_bytes'] <= 600_000)} |",
         f"| Traefik: Barbican JWT ≥ 2× ForwardAuth | {res['traefik_jwt_vs_forwardauth']}× | {goal(res['traefik_jwt_vs_forwardauth'] >= 2)} |",
         f"| Traefik: Barbican JWT ≥ 0.9× no middleware | {res['traefik_jwt_vs_plain']}× | {goal(res['traefik_jwt_vs_plain'] >= 0.9)} |",
