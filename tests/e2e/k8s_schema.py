@@ -45,6 +45,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CRD_DIR = REPO / "tests" / "k8s" / "crds"
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -96,6 +97,148 @@ CEL_RULES: dict[str, Callable[[Any], bool]] = {
     'self.all(key, key.size() != 0)': lambda s: all(len(k) != 0 for k in s),
     'self.size() == 0': lambda s: len(s) == 0,
 }
+
+
+# --- Gateway API (standard channel v1.6.1) and Envoy Gateway, vendored from envoyproxy/gateway
+# (tests/k8s/crds/envoy-gateway/). The apiserver applies a field's `default` before CEL runs,
+# so absent fields read as their CRD default here (parentRef group/kind, backendRef group/kind,
+# path type/value, rule matches, listener tls mode).
+_GW_GROUP = "gateway.networking.k8s.io"
+_EG_TARGET_KINDS = ("Gateway", "ListenerSet", "HTTPRoute", "GRPCRoute", "UDPRoute", "TCPRoute",
+                    "TLSRoute")
+_ROUTE_KINDS = ("HTTPRoute", "GRPCRoute", "UDPRoute", "TCPRoute", "TLSRoute")
+_DEFAULT_MATCHES = [{"path": {"type": "PathPrefix", "value": "/"}}]
+_PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$")
+
+
+def _parent_key(p: dict, with_section: bool) -> tuple:
+    key = (p.get("group", _GW_GROUP), p.get("kind", "Gateway"), p["name"], p.get("namespace") or "")
+    return key + ((p.get("sectionName") or "",) if with_section else ())
+
+
+def _prefix_rewrite(f: dict, kind: str) -> bool:
+    path = (f.get(kind) or {}).get("path") or {}
+    return path.get("type") == "ReplacePrefixMatch" and "replacePrefixMatch" in path
+
+
+def _one_prefix_rewrite(filters: list, kind: str) -> bool:
+    return sum(_prefix_rewrite(f, kind) for f in filters) == 1
+
+
+def _single_prefix_match(rule: dict) -> bool:
+    matches = rule.get("matches", _DEFAULT_MATCHES)
+    return (len(matches) == 1 and "path" in matches[0]
+            and matches[0]["path"].get("type", "PathPrefix") == "PathPrefix")
+
+
+def _backend_prefix_rule(kind: str) -> Callable[[Any], bool]:
+    return lambda s: not ("backendRefs" in s and sum(
+        "filters" in b and _one_prefix_rewrite(b["filters"], kind) for b in s["backendRefs"]) == 1
+    ) or _single_prefix_match(s)
+
+
+def _path_rule(check: Callable[[str], bool]) -> Callable[[Any], bool]:
+    return lambda s: s.get("type", "PathPrefix") not in ("Exact", "PathPrefix") or \
+        check(s.get("value", "/"))
+
+
+def _tls_mode(listener: dict) -> str:
+    return listener["tls"].get("mode", "Terminate")
+
+
+CEL_RULES.update({
+    # Envoy Gateway api/v1alpha1 envoyextensionpolicy_types.go, wasm_types.go
+    "(has(self.targetRef) && !has(self.targetRefs)) || (!has(self.targetRef) && has(self.targetRefs)) || (has(self.targetSelectors) && self.targetSelectors.size() > 0) ":
+        lambda s: ("targetRef" in s) != ("targetRefs" in s) or len(s.get("targetSelectors") or []) > 0,
+    "has(self.targetRef) ? self.targetRef.group == 'gateway.networking.k8s.io' : true":
+        lambda s: "targetRef" not in s or s["targetRef"]["group"] == _GW_GROUP,
+    "has(self.targetRef) ? self.targetRef.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute'] : true":
+        lambda s: "targetRef" not in s or s["targetRef"]["kind"] in _EG_TARGET_KINDS,
+    "has(self.targetRefs) ? self.targetRefs.all(ref, ref.group == 'gateway.networking.k8s.io') : true ":
+        lambda s: all(r["group"] == _GW_GROUP for r in s.get("targetRefs", [])),
+    "has(self.targetRefs) ? self.targetRefs.all(ref, ref.kind in ['Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute']) : true ":
+        lambda s: all(r["kind"] in _EG_TARGET_KINDS for r in s.get("targetRefs", [])),
+    "!has(self.mergeType) || ((!has(self.targetRef) || self.targetRef.kind in ['HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute']) && (!has(self.targetRefs) || self.targetRefs.all(ref, ref.kind in ['HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute'])) && (!has(self.targetSelectors) || self.targetSelectors.all(sel, sel.kind in ['HTTPRoute', 'GRPCRoute', 'UDPRoute', 'TCPRoute', 'TLSRoute'])))":
+        lambda s: "mergeType" not in s or all(
+            r["kind"] in _ROUTE_KINDS for r in [s["targetRef"]] * ("targetRef" in s)
+            + s.get("targetRefs", []) + s.get("targetSelectors", [])),
+    "self.type == 'HTTP' ? has(self.http) : !has(self.http)":
+        lambda s: (s["type"] == "HTTP") == ("http" in s),
+    "self.type == 'Image' ? has(self.image) : !has(self.image)":
+        lambda s: (s["type"] == "Image") == ("image" in s),
+    "self.kind == 'Secret'": lambda s: s.get("kind", "Secret") == "Secret",
+    # Envoy Gateway api/v1alpha1 envoyproxy_types.go, shared_types.go
+    "!(has(self.mergeGateways) && self.mergeGateways && has(self.mergeBackends))":
+        lambda s: not (s.get("mergeGateways") and "mergeBackends" in s),
+    "!has(self.image) || !has(self.imageRepository)":
+        lambda s: not ("image" in s and "imageRepository" in s),
+    "!has(self.luaValidation) || !has(self.lua)":
+        lambda s: not ("luaValidation" in s and "lua" in s),
+    "((has(self.envoyDeployment) && !has(self.envoyDaemonSet)) || (!has(self.envoyDeployment) && has(self.envoyDaemonSet))) || (!has(self.envoyDeployment) && !has(self.envoyDaemonSet))":
+        lambda s: not ("envoyDeployment" in s and "envoyDaemonSet" in s),
+    "((has(self.envoyHpa) && !has(self.envoyDaemonSet)) || (!has(self.envoyHpa) && has(self.envoyDaemonSet))) || (!has(self.envoyHpa) && !has(self.envoyDaemonSet))":
+        lambda s: not ("envoyHpa" in s and "envoyDaemonSet" in s),
+    # Gateway API: a transition rule (immutable field) compares with the stored object; a
+    # create has none, and the apiserver skips the rule.
+    "self == oldSelf": lambda s: True,
+    # Gateway listeners
+    "self.all(l, l.protocol in ['HTTP', 'TCP', 'UDP'] ? !has(l.tls) : true)":
+        lambda s: all(l["protocol"] not in ("HTTP", "TCP", "UDP") or "tls" not in l for l in s),
+    "self.all(l, l.protocol in ['TCP', 'UDP']  ? (!has(l.hostname) || l.hostname == '') : true)":
+        lambda s: all(l["protocol"] not in ("TCP", "UDP") or not l.get("hostname") for l in s),
+    "self.all(l, (l.protocol == 'HTTPS' && has(l.tls)) ? (l.tls.mode == '' || l.tls.mode == 'Terminate') : true)":
+        lambda s: all(not (l["protocol"] == "HTTPS" and "tls" in l)
+                      or _tls_mode(l) in ("", "Terminate") for l in s),
+    "self.all(l, (l.protocol == 'TLS' ? has(l.tls) && has(l.tls.mode) && l.tls.mode != '' : true))":
+        lambda s: all(l["protocol"] != "TLS" or ("tls" in l and _tls_mode(l) != "") for l in s),
+    "self.all(l1, self.exists_one(l2, l1.name == l2.name))":
+        lambda s: all(sum(l1["name"] == l2["name"] for l2 in s) == 1 for l1 in s),
+    "self.all(l1, self.exists_one(l2, l1.port == l2.port && l1.protocol == l2.protocol && (has(l1.hostname) && has(l2.hostname) ? l1.hostname == l2.hostname : !has(l1.hostname) && !has(l2.hostname))))":
+        lambda s: all(sum((l1["port"], l1["protocol"], l1.get("hostname")) ==
+                          (l2["port"], l2["protocol"], l2.get("hostname")) for l2 in s) == 1
+                      for l1 in s),
+    "self.mode == 'Terminate' ? size(self.certificateRefs) > 0 || size(self.options) > 0 : true":
+        lambda s: s.get("mode", "Terminate") != "Terminate" or bool(s.get("certificateRefs"))
+        or bool(s.get("options")),
+    # HTTPRoute parentRefs: one reference per parent and section
+    "self.all(p1, self.all(p2, p1.group == p2.group && p1.kind == p2.kind && p1.name == p2.name && (((!has(p1.__namespace__) || p1.__namespace__ == '') && (!has(p2.__namespace__) || p2.__namespace__ == '')) || (has(p1.__namespace__) && has(p2.__namespace__) && p1.__namespace__ == p2.__namespace__ )) ? ((!has(p1.sectionName) || p1.sectionName == '') == (!has(p2.sectionName) || p2.sectionName == '')) : true))":
+        lambda s: all(_parent_key(p1, False) != _parent_key(p2, False)
+                      or bool(p1.get("sectionName")) == bool(p2.get("sectionName"))
+                      for p1 in s for p2 in s),
+    "self.all(p1, self.exists_one(p2, p1.group == p2.group && p1.kind == p2.kind && p1.name == p2.name && (((!has(p1.__namespace__) || p1.__namespace__ == '') && (!has(p2.__namespace__) || p2.__namespace__ == '')) || (has(p1.__namespace__) && has(p2.__namespace__) && p1.__namespace__ == p2.__namespace__ )) && (((!has(p1.sectionName) || p1.sectionName == '') && (!has(p2.sectionName) || p2.sectionName == '')) || (has(p1.sectionName) && has(p2.sectionName) && p1.sectionName == p2.sectionName))))":
+        lambda s: all(sum(_parent_key(p1, True) == _parent_key(p2, True) for p2 in s) == 1
+                      for p1 in s),
+    # HTTPRoute rules
+    "(self.size() > 0 ? self[0].matches.size() : 0) + (self.size() > 1 ? self[1].matches.size() : 0) + (self.size() > 2 ? self[2].matches.size() : 0) + (self.size() > 3 ? self[3].matches.size() : 0) + (self.size() > 4 ? self[4].matches.size() : 0) + (self.size() > 5 ? self[5].matches.size() : 0) + (self.size() > 6 ? self[6].matches.size() : 0) + (self.size() > 7 ? self[7].matches.size() : 0) + (self.size() > 8 ? self[8].matches.size() : 0) + (self.size() > 9 ? self[9].matches.size() : 0) + (self.size() > 10 ? self[10].matches.size() : 0) + (self.size() > 11 ? self[11].matches.size() : 0) + (self.size() > 12 ? self[12].matches.size() : 0) + (self.size() > 13 ? self[13].matches.size() : 0) + (self.size() > 14 ? self[14].matches.size() : 0) + (self.size() > 15 ? self[15].matches.size() : 0) <= 128":
+        lambda s: sum(len(r.get("matches", _DEFAULT_MATCHES)) for r in s[:16]) <= 128,
+    "(has(self.backendRefs) && size(self.backendRefs) > 0) ? (!has(self.filters) || self.filters.all(f, !has(f.requestRedirect))): true":
+        lambda s: not s.get("backendRefs") or all("requestRedirect" not in f
+                                                  for f in s.get("filters", [])),
+    "(has(self.filters) && self.filters.exists_one(f, has(f.requestRedirect) && has(f.requestRedirect.path) && f.requestRedirect.path.type == 'ReplacePrefixMatch' && has(f.requestRedirect.path.replacePrefixMatch))) ? ((size(self.matches) != 1 || !has(self.matches[0].path) || self.matches[0].path.type != 'PathPrefix') ? false : true) : true":
+        lambda s: not _one_prefix_rewrite(s.get("filters", []), "requestRedirect")
+        or _single_prefix_match(s),
+    "(has(self.filters) && self.filters.exists_one(f, has(f.urlRewrite) && has(f.urlRewrite.path) && f.urlRewrite.path.type == 'ReplacePrefixMatch' && has(f.urlRewrite.path.replacePrefixMatch))) ? ((size(self.matches) != 1 || !has(self.matches[0].path) || self.matches[0].path.type != 'PathPrefix') ? false : true) : true":
+        lambda s: not _one_prefix_rewrite(s.get("filters", []), "urlRewrite")
+        or _single_prefix_match(s),
+    "(has(self.backendRefs) && self.backendRefs.exists_one(b, (has(b.filters) && b.filters.exists_one(f, has(f.requestRedirect) && has(f.requestRedirect.path) && f.requestRedirect.path.type == 'ReplacePrefixMatch' && has(f.requestRedirect.path.replacePrefixMatch))) )) ? ((size(self.matches) != 1 || !has(self.matches[0].path) || self.matches[0].path.type != 'PathPrefix') ? false : true) : true":
+        _backend_prefix_rule("requestRedirect"),
+    "(has(self.backendRefs) && self.backendRefs.exists_one(b, (has(b.filters) && b.filters.exists_one(f, has(f.urlRewrite) && has(f.urlRewrite.path) && f.urlRewrite.path.type == 'ReplacePrefixMatch' && has(f.urlRewrite.path.replacePrefixMatch))) )) ? ((size(self.matches) != 1 || !has(self.matches[0].path) || self.matches[0].path.type != 'PathPrefix') ? false : true) : true":
+        _backend_prefix_rule("urlRewrite"),
+    "(size(self.group) == 0 && self.kind == 'Service') ? has(self.port) : true":
+        lambda s: not (s.get("group", "") == "" and s.get("kind", "Service") == "Service")
+        or "port" in s,
+    # HTTPRoute path matches
+    "self.type in ['Exact','PathPrefix'] || self.type == 'RegularExpression'":
+        lambda s: s.get("type", "PathPrefix") in ("Exact", "PathPrefix", "RegularExpression"),
+    "(self.type in ['Exact','PathPrefix']) ? self.value.startsWith('/') : true":
+        _path_rule(lambda v: v.startswith("/")),
+    **{f"(self.type in ['Exact','PathPrefix']) ? !self.value.contains('{x}') : true":
+       _path_rule(lambda v, x=x: x not in v) for x in ("//", "/./", "/../", "%2f", "%2F", "#")},
+    **{f"(self.type in ['Exact','PathPrefix']) ? !self.value.endsWith('{x}') : true":
+       _path_rule(lambda v, x=x: not v.endswith(x)) for x in ("/..", "/.")},
+    "(self.type in ['Exact','PathPrefix']) ? self.value.matches(r\"\"\"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$\"\"\") : true":
+        _path_rule(lambda v: bool(_PATH_CHARS.match(v))),
+})
 
 
 class _Unevaluated(set):
@@ -242,7 +385,8 @@ def crd_index(crd_dir: str = str(CRD_DIR)) -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> {"schema", "crd", "file", "scope"} for every served version."""
     index: dict[tuple[str, str], dict] = {}
     for f in sorted(Path(crd_dir).rglob("*.y*ml")):
-        for doc in yaml.safe_load_all(f.read_text()):
+        # libyaml's safe loader when PyYAML has it: the vendored CRDs are megabytes.
+        for doc in yaml.load_all(f.read_text(), Loader=_SAFE_LOADER):
             if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]
