@@ -18,7 +18,7 @@ STAMP := $(BUILD)/stamps
 # Node's V8 runs the wasm unit tests (.cargo/config.toml sets the runner).
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli traefik test unit unit-wasm lint e2e pin demo bench clean
+.PHONY: all deps deps-rust deps-python deps-system deps-node build wasm cli traefik test unit unit-wasm lint e2e oci pin demo bench clean
 
 all: build
 
@@ -118,8 +118,14 @@ unit:
 unit-wasm: deps-rust deps-system
 	cargo test --locked --target $(WASM_TARGET) --lib
 
+# dist/oci/: the wasm as an OCI image layout for Istio's WasmPlugin (tools/oci.py: no daemon,
+# reproducible, prints the image digest and the wasm's sha256). PUSH=host[:port]/repo:tag
+# pushes it with skopeo (TLS verification off only for a loopback registry).
+oci: wasm
+	$(PYTHON) tools/oci.py $(if $(PUSH),--push '$(PUSH)')
+
 # The WasmPlugins in deploy/istio/ pin the image's manifest digest (what Istio's agent checks):
-# `make pin` writes the digest of dist/oci (`make oci`) into them and docs/kubernetes.md.
+# `make pin` writes the digest of the image of dist/barbican.wasm into them and docs/kubernetes.md.
 pin:
 	$(PYTHON) tools/pin_deploy.py
 
