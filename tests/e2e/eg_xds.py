@@ -410,9 +410,10 @@ class ProxyConfig:
 
 
 def _policy_covers(policy: dict, gw: dict) -> bool:
+    spec = policy["spec"]
+    refs = spec.get("targetRefs") or ([spec["targetRef"]] if "targetRef" in spec else [])
     return policy["metadata"]["namespace"] == gw["metadata"]["namespace"] and any(
-        t["kind"] == "Gateway" and t["name"] == gw["metadata"]["name"]
-        for t in policy["spec"].get("targetRefs") or [policy["spec"].get("targetRef") or {}])
+        t["kind"] == "Gateway" and t["name"] == gw["metadata"]["name"] for t in refs)
 
 
 def generate(m: Manifests, *, endpoints: Mapping[str, int], images: Mapping[str, X.PulledImage],

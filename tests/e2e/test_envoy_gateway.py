@@ -3,27 +3,26 @@
 tests/e2e/eg_xds.py turns the shipped manifests into the proxy's configuration the way Envoy
 Gateway's translator does (file and commit in its header): Barbican's wasm filter disabled in
 the HCM and enabled per route, its `config` as the plugin's JSON string, the module fetched
-by Envoy itself from the control plane's wasm server (here a loopback stand-in serving
-dist/barbican.wasm at the same unguessable path) and checked against the wasm's sha256, the
-outpost and Authentik reached through the clusters Envoy Gateway names after the HTTPRoutes'
-rules, and Envoy Gateway's HCM defaults (path normalization, merged slashes, escaped slashes
-unescaped and redirected, headers with underscores rejected).
+by Envoy itself from the control plane's wasm server and checked against the wasm's sha256,
+the outpost and Authentik reached through the clusters Envoy Gateway names after the
+HTTPRoutes' rules, and Envoy Gateway's HCM defaults (path normalization, merged slashes,
+escaped slashes unescaped and redirected, headers with underscores rejected). The module is
+the one that went through a real OCI registry (oci_registry.registry_wasm: tools/oci.py's
+image of $BARBICAN_WASM pushed by skopeo and pulled back; Envoy Gateway's fetcher is a copy of
+Istio's), served by a loopback stand-in of the control plane's wasm server at the same
+unguessable path.
 
 What differs on a loopback machine, and nothing else: every Service is a loopback port (the
 outpost: servers/outpost.py; Authentik's server: the test OpenID provider; the apps: the echo
-upstream); no TLS; the policy's `sha256` is the manifest digest `make oci` gives
-dist/barbican.wasm (tools/oci.py; the shipped file holds a placeholder until `make pin`); and
-the Sonarr JWT provider's issuer, audiences and jwks.uri are the test provider's (its
-cluster stays the shipped one).
+upstream); no TLS; the policy's `sha256` is the pulled image's manifest digest, whatever the
+shipped file holds; and the Sonarr JWT provider's issuer, audiences and jwks.uri are the test
+provider's (its cluster stays the shipped one).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 import json
-import sys
 import time
 
 import pytest
@@ -32,9 +31,9 @@ import eg_xds as E
 import harness as H
 import idp as I
 import istio_xds as X
+from oci_registry import registry, registry_wasm  # noqa: F401  (fixtures)
 
-IMAGE = "registry.homelab.local/barbican:0.1.0"
-URL = "oci://" + IMAGE
+URL = "oci://registry.homelab.local/barbican:0.1.0"
 APPS = ("sonarr.media.svc.cluster.local:8989", "grafana.monitoring.svc.cluster.local:80",
         "homepage.home.svc.cluster.local:3000", "uptime-kuma.home.svc.cluster.local:3001")
 OUTPOST = "ak-outpost-authentik-embedded-outpost.authentik.svc.cluster.local:9000"
@@ -42,17 +41,9 @@ AUTHENTIK = "authentik-server.authentik.svc.cluster.local:80"
 JSON_ACCEPT = ("Accept", "application/json")
 
 
-@functools.lru_cache(maxsize=None)
-def image_digest(wasm) -> str:
-    """The manifest digest of dist/barbican.wasm's image as `make oci` builds it."""
-    path = H.REPO / "tools" / "oci.py"
-    spec = importlib.util.spec_from_file_location("barbican_oci", path)
-    if spec is None or not path.is_file():
-        pytest.fail(f"{path} is missing (it builds the image `make oci` ships)", pytrace=False)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod.image_digest(wasm)
+def pinned(image: X.PulledImage) -> str:
+    """The `sha256` to pin: the image's manifest digest, in hex."""
+    return image.manifest_digest.split(":", 1)[1]
 
 
 def use_test_provider(idp: I.IdpProc):
@@ -66,13 +57,12 @@ def use_test_provider(idp: I.IdpProc):
     return override
 
 
-def generate(wasm, outpost, upstream, idp, server, *, pin: str | None, tmp: str,
+def generate(image, outpost, upstream, idp, server, *, pin: str, tmp: str,
              policy: str = "envoyextensionpolicy.yaml", secret_values={},
              overrides=None) -> E.ProxyConfig:
     m = E.load_manifests(E.eg_files(policy))
-    if pin is not None:
-        m.policies[0]["spec"]["wasm"][0]["code"]["image"]["sha256"] = pin
-    images = {URL: X.PulledImage(IMAGE, image_digest(wasm), wasm)}
+    m.policies[0]["spec"]["wasm"][0]["code"]["image"]["sha256"] = pin
+    images = {URL: image}
     endpoints = {a: upstream.port for a in APPS} | {OUTPOST: outpost.port, AUTHENTIK: idp.port}
     provider = use_test_provider(idp)
     cfg = E.generate(m, endpoints=endpoints, images=images, wasm_server_port=server.port,
@@ -92,8 +82,8 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def gw(wasm, outpost, upstream, idp, server):
-    cfg = generate(wasm, outpost, upstream, idp, server, pin=pinned(wasm), tmp="eg")
+def gw(registry_wasm, outpost, upstream, idp, server):
+    cfg = generate(registry_wasm, outpost, upstream, idp, server, pin=pinned(registry_wasm), tmp="eg")
     assert cfg.errors == []
     env = E.start_proxy(cfg)
     try:
@@ -106,14 +96,16 @@ def get(env, host: str, target: str = "/", headers=None) -> H.Response:
     return H.get(env.port, target, host=host, headers=headers)
 
 
-def test_envoy_fetched_the_module_from_the_control_plane_and_checked_it(gw, server, wasm):
+def test_envoy_fetched_the_module_from_the_control_plane_and_checked_it(gw, server, wasm,
+                                                                         registry_wasm):
     env, cfg = gw
     (path,) = cfg.modules
     assert path == E.serving_path(URL, b"barbican-e2e-salt")
     assert server.requests and set(server.requests) == {path}
     (f,) = cfg.http_filters
     code = f["typed_config"]["config"]["vm_config"]["code"]["remote"]
-    assert code["sha256"] == hashlib.sha256(wasm.read_bytes()).hexdigest()
+    assert code["sha256"] == hashlib.sha256(wasm.read_bytes()).hexdigest() == \
+        hashlib.sha256(registry_wasm.wasm_path.read_bytes()).hexdigest()
     assert code["http_uri"]["cluster"] == E.WASM_CLUSTER and f["disabled"] is True
     config = f["typed_config"]["config"]
     assert "fail_open" not in config and "failure_policy" not in config  # FAIL_CLOSED default
@@ -210,11 +202,11 @@ def test_forged_identity_headers_are_stripped_on_a_bypass_route(gw, upstream):
     assert r.status == 400 and upstream.requests_seen() == seen, r
 
 
-def test_shipped_placeholder_pin_turns_every_route_into_a_500(wasm, outpost, upstream, idp,
-                                                               server):
-    # The policy as shipped (sha256 of zeros until `make pin`): Envoy Gateway's cache refuses
-    # the image and fails the Gateway's routes closed; Envoy never gets a wasm filter.
-    cfg = generate(wasm, outpost, upstream, idp, server, pin=None, tmp="eg-pin")
+def test_a_pin_that_does_not_match_the_image_turns_every_route_into_a_500(
+        registry_wasm, outpost, upstream, idp, server):
+    # A stale pin, or the zeros of an unpinned policy: Envoy Gateway's cache refuses the
+    # image and fails the Gateway's routes closed; Envoy never gets a wasm filter.
+    cfg = generate(registry_wasm, outpost, upstream, idp, server, pin="0" * 64, tmp="eg-pin")
     (err,) = cfg.errors
     assert "which does not match: " + "0" * 64 in err, err
     assert cfg.http_filters == [] and all(r.direct_500 for r in cfg.routes)
@@ -228,15 +220,15 @@ def test_shipped_placeholder_pin_turns_every_route_into_a_500(wasm, outpost, ups
         env.stop()
 
 
-def test_module_not_matching_its_sha256_is_refused_by_envoy(wasm, outpost, upstream, idp,
+def test_module_not_matching_its_sha256_is_refused_by_envoy(registry_wasm, outpost, upstream, idp,
                                                             tmp_path):
     # The control plane serves bytes that are not the module it pinned (a corrupted cache
     # entry): Envoy refuses them, fetches again with its retry policy, and never serves.
     server = E.WasmHTTPServer()
     try:
-        cfg = generate(wasm, outpost, upstream, idp, server, pin=pinned(wasm), tmp="eg-sha")
+        cfg = generate(registry_wasm, outpost, upstream, idp, server, pin=pinned(registry_wasm), tmp="eg-sha")
         bad = tmp_path / "corrupted.wasm"
-        data = bytearray(wasm.read_bytes())
+        data = bytearray(registry_wasm.wasm_path.read_bytes())
         data[-1] ^= 1
         bad.write_bytes(bytes(data))
         server.modules.update({p: bad for p in server.modules})
@@ -249,18 +241,14 @@ def test_module_not_matching_its_sha256_is_refused_by_envoy(wasm, outpost, upstr
         server.stop()
 
 
-def pinned(wasm) -> str:
-    return image_digest(wasm).split(":", 1)[1]
-
-
 FAIL_CLOSED = "Plugin configured to fail closed failed to load"
 
 
-def test_invalid_config_is_refused_with_its_json_path(wasm, outpost, upstream, idp, server):
+def test_invalid_config_is_refused_with_its_json_path(registry_wasm, outpost, upstream, idp, server):
     def typo(config: dict) -> dict:
         config["routes"][1]["policy"] = "bypas"
         return config
-    cfg = generate(wasm, outpost, upstream, idp, server, pin=pinned(wasm), tmp="eg-bad",
+    cfg = generate(registry_wasm, outpost, upstream, idp, server, pin=pinned(registry_wasm), tmp="eg-bad",
                    overrides=typo)
     env = E.start_proxy(cfg)
     try:
@@ -277,9 +265,9 @@ def test_invalid_config_is_refused_with_its_json_path(wasm, outpost, upstream, i
 SECRETS = (("barbican-secrets", "session-secret"), ("barbican-secrets", "oidc-client-secret"))
 
 
-def test_oidc_policy_reads_its_secrets_through_host_keys(wasm, outpost, upstream, idp, server):
+def test_oidc_policy_reads_its_secrets_through_host_keys(registry_wasm, outpost, upstream, idp, server):
     session, client = "s" * 48, "client-secret-value"
-    cfg = generate(wasm, outpost, upstream, idp, server, pin=pinned(wasm), tmp="eg-oidc",
+    cfg = generate(registry_wasm, outpost, upstream, idp, server, pin=pinned(registry_wasm), tmp="eg-oidc",
                    policy="envoyextensionpolicy-oidc.yaml",
                    secret_values=dict(zip(SECRETS, (session, client))))
     (f,) = cfg.http_filters
@@ -296,9 +284,9 @@ def test_oidc_policy_reads_its_secrets_through_host_keys(wasm, outpost, upstream
         env.stop()
 
 
-def test_oidc_policy_with_the_secret_as_shipped_stops_traffic(wasm, outpost, upstream, idp,
+def test_oidc_policy_with_the_secret_as_shipped_stops_traffic(registry_wasm, outpost, upstream, idp,
                                                                server):
-    cfg = generate(wasm, outpost, upstream, idp, server, pin=pinned(wasm), tmp="eg-empty",
+    cfg = generate(registry_wasm, outpost, upstream, idp, server, pin=pinned(registry_wasm), tmp="eg-empty",
                    policy="envoyextensionpolicy-oidc.yaml",
                    secret_values=dict.fromkeys(SECRETS, ""))
     env = E.start_proxy(cfg)
@@ -315,7 +303,7 @@ def test_oidc_policy_with_the_secret_as_shipped_stops_traffic(wasm, outpost, ups
         env.stop()
 
 
-def test_a_cluster_name_that_drifted_fails_closed_and_says_which(wasm, outpost, upstream, idp,
+def test_a_cluster_name_that_drifted_fails_closed_and_says_which(registry_wasm, outpost, upstream, idp,
                                                                  server):
     # What renaming the outpost route, or turning on EnvoyProxy mergeBackends (shared
     # clusters named service/<ns>/<name>/<port>), would do to the shipped document.
@@ -324,7 +312,7 @@ def test_a_cluster_name_that_drifted_fails_closed_and_says_which(wasm, outpost, 
     def rename(config: dict) -> dict:
         config["session"]["forward_auth"]["cluster"] = drifted
         return config
-    cfg = generate(wasm, outpost, upstream, idp, server, pin=pinned(wasm), tmp="eg-drift",
+    cfg = generate(registry_wasm, outpost, upstream, idp, server, pin=pinned(registry_wasm), tmp="eg-drift",
                    overrides=rename)
     env = E.start_proxy(cfg)
     try:
