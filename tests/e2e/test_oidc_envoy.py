@@ -17,6 +17,7 @@ import pytest
 import browser as B
 import harness as H
 import idp as I
+import oidc_hosts as O
 import session_cookie as SC
 
 SECRET = "e2e-current-secret-0123456789abcdef-0123456789"
@@ -24,35 +25,11 @@ OLD_SECRET = "e2e-previous-secret-0123456789abcdef-012345678"
 APP = "http://app.test"
 
 
-def oidc_config(idp: I.IdpProc, secrets: list[str], client: str = "barbican-code") -> dict:
-    disc = idp.discovery()
-    auth, secret, alg = I.RP_CLIENTS[client]
-    return {
-        "session": {"mode": "oidc", "oidc": {
-            "issuer": disc["issuer"], "client_id": client, "client_secret": secret,
-            "token_auth": auth,
-            "authorization_endpoint": disc["authorization_endpoint"],
-            "token_endpoint": disc["token_endpoint"],
-            "end_session_endpoint": disc["end_session_endpoint"],
-            "cluster": "idp", "jwks": {"uri": disc["jwks_uri"], "cluster": "idp"},
-            "algorithms": [alg],
-            "redirect_uri": I.CALLBACK, "post_logout_redirect_uri": f"{APP}/bye",
-            "scopes": ["openid", "profile", "email", "groups"],
-            "cookie": {"secure": False}, "secrets": secrets}},
-        "routes": [
-            {"match": {"path_prefix": "/bye"}, "policy": "bypass"},
-            {"match": {"path_prefix": "/admin/"}, "policy": "protected",
-             "require_groups": ["admins"]},
-            {"match": {"path_prefix": "/"}, "policy": "protected"},
-        ],
-        "default_policy": "deny",
-    }
+oidc_config = O.envoy_config
 
 
 def _envoy(wasm, idp, upstream, secrets, client="barbican-code"):
-    return H.start_envoy(oidc_config(idp, secrets, client), wasm,
-                         clusters={"idp": idp.port, "upstream": upstream.port,
-                                   "outpost": upstream.port})
+    return O.start_envoy(wasm, idp, upstream, secrets, client)
 
 
 @pytest.fixture(scope="module")

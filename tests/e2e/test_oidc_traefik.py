@@ -15,6 +15,7 @@ import pytest
 import browser as B
 import harness as H
 import idp as I
+import oidc_hosts as O
 import session_cookie as SC
 import traefik as T
 
@@ -23,43 +24,12 @@ APP = "http://app.test"
 
 
 def oidc_config(idp: I.IdpProc) -> dict:
-    disc = idp.discovery()
-    return {
-        "session": {"mode": "oidc", "oidc": {
-            "issuer": disc["issuer"], "client_id": "barbican-implicit", "flow": "form_post",
-            "authorization_endpoint": disc["authorization_endpoint"],
-            "end_session_endpoint": disc["end_session_endpoint"],
-            "jwks": {"inline": idp.jwks()}, "algorithms": ["ES256"],
-            "redirect_uri": I.CALLBACK, "post_logout_redirect_uri": f"{APP}/bye",
-            "scopes": ["openid", "profile", "email", "groups"],
-            # The provider's form_post is a cross-site POST: the login cookie must be
-            # SameSite=None, which browsers accept only with Secure.
-            "cookie": {"secure": True}, "secrets": [SECRET]}},
-        "routes": [
-            {"match": {"path_prefix": "/bye"}, "policy": "bypass"},
-            {"match": {"path_prefix": "/public/"}, "policy": "bypass"},
-            {"match": {"path_prefix": "/admin/"}, "policy": "protected",
-             "require_groups": ["admins"]},
-            {"match": {"path_prefix": "/"}, "policy": "protected"},
-        ],
-        "default_policy": "deny",
-    }
+    return O.traefik_config(idp, [SECRET])
 
 
 @pytest.fixture(scope="module")
 def traefik(idp, upstream):
-    plugin = T.require_plugin()
-
-    def probe(t: T.TraefikProc) -> bool:
-        try:
-            return H.get(t.port, "/public/ready", host="app.test", timeout=2).from_upstream
-        except OSError:
-            return False
-
-    t = T.start_traefik(
-        routers={"app": T.router("app.test", ["barbican"])},
-        middlewares={"barbican": T.plugin_middleware(oidc_config(idp))},
-        services={"upstream": upstream.port}, plugins={T.PLUGIN: plugin}, probe=probe)
+    t = O.start_traefik(idp, upstream, [SECRET])
     try:
         yield t
     finally:
