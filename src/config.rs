@@ -4,6 +4,7 @@
 //! and validation collects every problem at once, each with the JSON path of the bad field,
 //! so an operator fixes a config in one pass instead of one restart per mistake.
 
+use crate::url::split_http_uri;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::fmt;
@@ -1280,24 +1281,6 @@ fn validate_tokens(cfg: &Config, errs: &mut Vec<ConfigError>) {
             }
         }
     }
-}
-
-/// `http(s)://authority/path` → (authority, path).
-pub(crate) fn split_http_uri(u: &str) -> Option<(String, String)> {
-    let rest = u
-        .strip_prefix("http://")
-        .or_else(|| u.strip_prefix("https://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (rest.get(..i)?, rest.get(i..)?),
-        None => (rest, "/"),
-    };
-    if authority.is_empty()
-        || authority.bytes().any(|b| b <= b' ' || b == b'@')
-        || path.bytes().any(|b| b <= b' ')
-    {
-        return None;
-    }
-    Some((authority.to_string(), path.to_string()))
 }
 
 /// A numeric field outside `r` is a problem: "must be between A and B", or "must be at most

@@ -5,11 +5,54 @@
 //! them next to the signing keys. A set with no usable key at all is an error, so a broken
 //! fetch never replaces a good set.
 
-use crate::jwt::Alg;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 use std::fmt;
+
+/// A JOSE signature algorithm (RFC 7518 §3.1, RFC 8037), as a provider allows it and a
+/// key is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Alg {
+    /// The JOSE name; `none` and anything unknown give `None`.
+    pub fn parse(s: &str) -> Option<Alg> {
+        Some(match s {
+            "RS256" => Alg::RS256,
+            "RS384" => Alg::RS384,
+            "RS512" => Alg::RS512,
+            "PS256" => Alg::PS256,
+            "PS384" => Alg::PS384,
+            "PS512" => Alg::PS512,
+            "ES256" => Alg::ES256,
+            "ES384" => Alg::ES384,
+            "EdDSA" => Alg::EdDSA,
+            "HS256" => Alg::HS256,
+            "HS384" => Alg::HS384,
+            "HS512" => Alg::HS512,
+            _ => return None,
+        })
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
+    }
+}
 
 /// A verification key, as the bytes ring verifies with. A point that is not on its curve
 /// fails every verification (ring checks it then), so such a key never lets a token through.

@@ -6,6 +6,9 @@
 //! never accepted and an HMAC algorithm is never checked against a public key (the classic
 //! "HS256 signed with the RSA public key" forgery).
 
+/// The algorithms live with the key sets (`jwks` owns them: a key is for one algorithm
+/// family); re-exported here, where tokens name them.
+pub use crate::jwks::Alg;
 use crate::jwks::{KeyMaterial, KeySet};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -13,48 +16,6 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(clippy::upper_case_acronyms)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    EdDSA,
-    HS256,
-    HS384,
-    HS512,
-}
-
-impl Alg {
-    /// The JOSE name; `none` and anything unknown give `None`.
-    pub fn parse(s: &str) -> Option<Alg> {
-        Some(match s {
-            "RS256" => Alg::RS256,
-            "RS384" => Alg::RS384,
-            "RS512" => Alg::RS512,
-            "PS256" => Alg::PS256,
-            "PS384" => Alg::PS384,
-            "PS512" => Alg::PS512,
-            "ES256" => Alg::ES256,
-            "ES384" => Alg::ES384,
-            "EdDSA" => Alg::EdDSA,
-            "HS256" => Alg::HS256,
-            "HS384" => Alg::HS384,
-            "HS512" => Alg::HS512,
-            _ => return None,
-        })
-    }
-
-    pub fn is_hmac(self) -> bool {
-        matches!(self, Alg::HS256 | Alg::HS384 | Alg::HS512)
-    }
-}
 
 /// Why a token was refused. The `Display` form is a stable reason code for logs; it never
 /// contains token material.

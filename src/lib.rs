@@ -38,6 +38,7 @@ pub mod route;
 pub mod seal;
 pub mod text;
 pub mod tokens;
+pub mod url;
 
 #[cfg(all(feature = "envoy", target_arch = "wasm32"))]
 pub mod host;

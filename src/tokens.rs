@@ -129,7 +129,7 @@ impl Provider {
                     .map(Arc::new),
             ),
             (None, Some(u)) => {
-                let (authority, path) = crate::config::split_http_uri(u).unwrap_or_default();
+                let (authority, path) = crate::url::split_http_uri(u).unwrap_or_default();
                 (
                     Source::Uri {
                         cluster: c.jwks.cluster.clone().unwrap_or_default(),
@@ -148,7 +148,7 @@ impl Provider {
                     path: String::new(),
                     refresh_ms: c.jwks.refresh_s.saturating_mul(1000),
                     // OpenID Connect Discovery 1.0 §4: issuer + "/.well-known/openid-configuration".
-                    discovery: crate::config::split_http_uri(&format!(
+                    discovery: crate::url::split_http_uri(&format!(
                         "{}/.well-known/openid-configuration",
                         c.issuer.trim_end_matches('/')
                     )),

@@ -1,7 +1,8 @@
 //! `session.oidc`: Barbican as the OpenID Connect relying party, with its own encrypted
 //! session cookie. Model and validation; the protocol lives in [`crate::oidc`].
 
-use super::{de_bool, de_u64, range, split_http_uri, ConfigError, JwksConfig, Secret};
+use super::{de_bool, de_u64, range, ConfigError, JwksConfig, Secret};
+use crate::url::{split_http_uri, split_url};
 use serde::Deserialize;
 
 /// Which login flow. The authorization code flow needs a back-channel call to the token
@@ -203,7 +204,7 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
             "must be an http(s) URL without a fragment".into(),
         );
     }
-    match crate::oidc::split_url(&o.redirect_uri) {
+    match split_url(&o.redirect_uri) {
         Some(u) if u.query.is_none() => {}
         _ => err(
             "redirect_uri",
@@ -339,7 +340,7 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
     }
     // The session cookie is set on the redirect URI's response: a host it does not reach
     // would send its browser through the provider again and again.
-    let redirect_host = crate::oidc::split_url(&o.redirect_uri).map(|u| u.host);
+    let redirect_host = split_url(&o.redirect_uri).map(|u| u.host);
     let cookie_domain = o
         .cookie
         .domain
@@ -399,5 +400,5 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
 }
 
 fn is_http_url(u: &str) -> bool {
-    crate::oidc::split_url(u).is_some() && !u.contains('#')
+    split_url(u).is_some() && !u.contains('#')
 }

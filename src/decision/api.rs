@@ -752,7 +752,7 @@ impl Engine {
             .then(|| serde_json::from_slice::<Discovery>(body).ok())
             .flatten()
             .and_then(|d| d.jwks_uri)
-            .and_then(|u| crate::config::split_http_uri(&u));
+            .and_then(|u| crate::url::split_http_uri(&u));
         let Some(p) = self.api.providers.get_mut(i) else {
             return Vec::new();
         };
