@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pin the shipped manifests to the image of dist/barbican.wasm: rewrite `sha256:` in
-deploy/istio/wasmplugin*.yaml (and the copies of them in docs/kubernetes.md) to the digest of
-the image `make oci` builds from that wasm.
+deploy/istio/wasmplugin*.yaml and deploy/envoy-gateway/envoyextensionpolicy*.yaml (and the
+copies of them in docs/kubernetes.md) to the digest of the image `make oci` builds from that
+wasm.
 
 Istio's agent compares a WasmPlugin's `sha256` with the OCI *manifest* digest for `oci://`
 URLs (istio/istio pkg/wasm/cache.go getOrFetch: for the oci scheme the checksum is
@@ -24,12 +25,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = sorted((REPO / "deploy" / "istio").glob("wasmplugin*.yaml"))
+# Envoy Gateway's image fetcher is Istio's, copied (envoyproxy/gateway internal/wasm): its
+# EnvoyExtensionPolicy `wasm[].code.image.sha256` is the same manifest digest.
+FILES = sorted((REPO / "deploy" / "istio").glob("wasmplugin*.yaml")) + sorted(
+    (REPO / "deploy" / "envoy-gateway").glob("envoyextensionpolicy*.yaml"))
 DOCS = [REPO / "docs" / "kubernetes.md"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oci  # noqa: E402  (tools/oci.py)
 
-LINE = re.compile(r'^(  sha256: )"?[0-9a-f]*"?\s*$', re.M)
+LINE = re.compile(r'^(\s+sha256: )"?[0-9a-f]*"?\s*$', re.M)
 
 
 def main(argv: list[str]) -> int:
@@ -53,7 +57,7 @@ def main(argv: list[str]) -> int:
     for f in FILES:
         text = f.read_text()
         if len(LINE.findall(text)) != 1:
-            sys.exit(f"{f.relative_to(REPO)}: expected exactly one spec.sha256 line")
+            sys.exit(f"{f.relative_to(REPO)}: expected exactly one sha256 line")
         new = LINE.sub(lambda m: f'{m.group(1)}"{hexd}"', text)
         if new != text:
             stale.append(str(f.relative_to(REPO)))
