@@ -30,6 +30,15 @@ pub enum Front {
     Envoy,
 }
 
+/// Whether a `Set-Cookie` value clears its cookie (`name=; ...`, as every clearing cookie the
+/// engine or an IdP sends) rather than setting one.
+fn clears(set_cookie: &str) -> bool {
+    set_cookie
+        .split(';')
+        .next()
+        .is_some_and(|pair| pair.trim().ends_with('='))
+}
+
 impl Front {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,9 +47,7 @@ impl Front {
             Front::Envoy => "envoy",
         }
     }
-}
 
-impl Front {
     /// The status to answer the proxy with for the engine's `status`. nginx's auth_request
     /// passes only 2xx, 401 and 403 (anything else becomes its own 500, logged as an
     /// auth_request error): a login redirect is 401 with the Location kept, for the
@@ -52,6 +59,28 @@ impl Front {
             (Front::Nginx, 400..=499) if status != 401 && status != 403 => 403,
             _ => status,
         }
+    }
+
+    /// Which of the answer's headers to send. To nginx, at most one `Set-Cookie`: the
+    /// example copies it with `auth_request_set $auth_cookie $upstream_http_set_cookie`,
+    /// which holds one header value (nginx 1.22 keeps the first line; 1.23+ joins the lines
+    /// with ", ", which no browser reads as two cookies). The one kept is the first that sets
+    /// a value: after an OIDC callback that is the session cookie, and the login cookie it
+    /// would have cleared only lingers until its own Max-Age (its state is spent).
+    pub fn answer_headers(self, headers: &[(String, String)]) -> Vec<&(String, String)> {
+        if self != Front::Nginx {
+            return headers.iter().collect();
+        }
+        let is_cookie = |(n, _): &&(String, String)| n.eq_ignore_ascii_case("set-cookie");
+        let keep = headers
+            .iter()
+            .filter(is_cookie)
+            .find(|(_, v)| !clears(v))
+            .or_else(|| headers.iter().find(is_cookie));
+        headers
+            .iter()
+            .filter(|h| !is_cookie(h) || keep.is_some_and(|k| std::ptr::eq(k, *h)))
+            .collect()
     }
 }
 
@@ -402,6 +431,47 @@ mod tests {
                 assert_eq!(f.answer_status(s), s);
             }
         }
+    }
+
+    #[test]
+    fn nginx_gets_one_set_cookie_the_one_that_sets_a_value() {
+        let h = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        let callback = h(&[
+            ("location", "/x"),
+            ("set-cookie", "barbican_login=; Path=/; Max-Age=0; HttpOnly"),
+            (
+                "set-cookie",
+                "barbican_session=abc; Path=/; Max-Age=60; HttpOnly",
+            ),
+        ]);
+        let sent: Vec<_> = Front::Nginx
+            .answer_headers(&callback)
+            .into_iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("location", "/x"),
+                (
+                    "set-cookie",
+                    "barbican_session=abc; Path=/; Max-Age=60; HttpOnly"
+                )
+            ]
+        );
+        // Only clearing cookies (a logout): the first one.
+        let logout = h(&[
+            ("set-cookie", "a=; Max-Age=0"),
+            ("Set-Cookie", "b=; Max-Age=0"),
+        ]);
+        assert_eq!(Front::Nginx.answer_headers(&logout), [&logout[0]]);
+        // Other fronts pass every cookie.
+        assert_eq!(Front::Forwarded.answer_headers(&callback).len(), 3);
+        assert_eq!(Front::Envoy.answer_headers(&logout).len(), 2);
     }
 
     #[test]

@@ -664,7 +664,7 @@ fn answer(f: Front, step: Step) -> (Response<Full<Bytes>>, &'static str) {
             for (n, v) in a.set.iter() {
                 put(&mut r, n, v);
             }
-            for (n, v) in &a.response_headers {
+            for (n, v) in f.answer_headers(&a.response_headers) {
                 put(&mut r, n, v);
             }
             (r, "allow")
@@ -675,7 +675,7 @@ fn answer(f: Front, step: Step) -> (Response<Full<Bytes>>, &'static str) {
             *r.status_mut() =
                 StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut typed = false;
-            for (n, v) in &x.headers {
+            for (n, v) in f.answer_headers(&x.headers) {
                 typed |= n.eq_ignore_ascii_case("content-type");
                 put(&mut r, n, v);
             }

@@ -100,6 +100,43 @@ def start_serve(outpost_port: int, idp: Any, **cache: int) -> S.ServeProc:
                          env={SECRET_ENV: I.secret(I.INTROSPECTOR)})
 
 
+# The native OIDC session (examples/serve/barbican-oidc.yaml): the test IdP's relying-party
+# client, with plain http on the example's host (start_idp registers these URIs).
+OIDC_CALLBACK = f"http://{HOST}/.barbican/callback"
+OIDC_AFTER_LOGOUT = f"http://{HOST}/sonarr/ping"
+OIDC_SECRET = "e2e-serve-proxies-0123456789abcdef-0123456789"
+
+
+def serve_oidc_document(idp: Any) -> dict:
+    """examples/serve/barbican-oidc.yaml with the test IdP in place of Authentik (its issuer,
+    endpoints and client), http instead of https (so the cookie is not `Secure`), and the
+    api route's provider and introspection as in serve_document."""
+    import idp as I
+    doc = yaml.safe_load((EXAMPLES / "barbican-oidc.yaml").read_text())
+    api = serve_document(0, idp)
+    doc.pop("serve", None)
+    for key in ("serve", "trusted_proxies", "jwt", "introspection"):
+        doc[key] = api[key]
+    doc["clusters"] = {"idp": idp.base}
+    disc = idp.discovery()
+    auth, _, alg = I.RP_CLIENTS["barbican-code"]
+    doc["session"]["oidc"].update(
+        issuer=disc["issuer"], client_id="barbican-code", token_auth=auth,
+        authorization_endpoint=disc["authorization_endpoint"],
+        token_endpoint=disc["token_endpoint"], end_session_endpoint=disc["end_session_endpoint"],
+        cluster="idp", algorithms=[alg], redirect_uri=OIDC_CALLBACK,
+        post_logout_redirect_uri=OIDC_AFTER_LOGOUT, cookie={"secure": False})
+    return doc
+
+
+def start_serve_oidc(idp: Any) -> S.ServeProc:
+    import idp as I
+    return S.start_serve(serve_oidc_document(idp), env={
+        SECRET_ENV: I.secret(I.INTROSPECTOR),
+        "BARBICAN_OIDC_CLIENT_SECRET": I.RP_CLIENTS["barbican-code"][1],
+        "BARBICAN_SESSION_SECRET": OIDC_SECRET})
+
+
 # --- the proxies ------------------------------------------------------------------------
 
 class ProxyProc(H.Proc):
@@ -112,15 +149,16 @@ class ProxyProc(H.Proc):
 
 def _ready(p: ProxyProc, timeout: float = 20.0) -> ProxyProc:
     """Waits until the proxy routes its auth server's answer: the outpost's ping through
-    serve's bypass route (204), or the outpost's own login redirect when the proxy asks the
-    outpost directly (302, the bench's baseline). Before, Traefik answers 404."""
+    serve's bypass route (204), the outpost's own login redirect when the proxy asks the
+    outpost directly (302, the bench's baseline), or serve's 401 when it is the relying
+    party (no outpost route). Before, Traefik answers 404."""
     deadline = time.monotonic() + timeout
     while True:
         if not p.alive():
             raise H.ProcessExited(p.name, p.popen.returncode if p.popen else None,
                                   p.log_tail())
         try:
-            if p.get("/outpost.goauthentik.io/ping", timeout=2.0).status in (204, 302):
+            if p.get("/outpost.goauthentik.io/ping", timeout=2.0).status in (204, 302, 401):
                 return p
         except OSError:
             pass

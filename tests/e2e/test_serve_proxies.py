@@ -7,7 +7,9 @@ For each proxy (one at a time; serve, outpost, IdP and upstream shared): the log
 a cached session (outpost calls per request ≤ 0.001), the phone-app route with a JWT, an
 opaque token and Basic `goauthentik.io/token`, path tricks, 0 forged identity headers at the
 upstream on protected, api and bypass routes, client-sent forwarded headers, sign-out,
-websockets; and, for all three at once, IdP down → stale grace → fail closed.
+websockets; for all three at once, IdP down → stale grace → fail closed; and
+examples/serve/barbican-oidc.yaml (serve as the OIDC relying party) behind each proxy with
+a scripted browser: login, callback, cached session, logout.
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ import serve_proxies as P
 
 SPOOFS = H.SPOOFED_HEADERS + H.SPOOFED_UNDERSCORE_HEADERS
 JSON = ("Accept", "application/json")
+
+
+@pytest.fixture(scope="module")
+def idp():
+    """The test OpenID provider with the example host's callback registered (the native
+    OIDC test); the API-token tests use it as any other."""
+    p = I.start_idp(redirect_uris=[P.OIDC_CALLBACK], post_logout_redirect_uris=[P.OIDC_AFTER_LOGOUT])
+    try:
+        yield p
+    finally:
+        p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +250,42 @@ def test_idp_down_stale_grace_then_fail_closed(upstream, idp):
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def test_native_oidc_login_callback_and_logout_through_each_proxy(idp, upstream):
+    """examples/serve/barbican-oidc.yaml behind the same three proxy configs: a scripted
+    browser logs in at the OpenID provider; the callback reaches serve through the proxy's
+    forward-auth request, serve exchanges the code and answers 302 + its session cookie,
+    which the proxy relays; then no IdP call per request, and the logout path (also answered
+    by serve) clears the session."""
+    import browser as B
+    sv = P.start_serve_oidc(idp)
+    try:
+        for kind in P.PROXIES:
+            with P.start_proxy(kind, sv.port, idp.port, upstream.port) as px:
+                b = B.Browser(hosts={P.HOST: ("127.0.0.1", px.port)})
+                idp.reset()
+                start = f"http://{P.HOST}/sonarr/calendar?week=1"
+                r = I.browser_login(b, start, user="bob")
+                assert r.url == start, (kind, r.url)
+                seen = r.json()["headers"]
+                assert seen["x-authentik-username"] == ["bob"], (kind, seen)
+                st = idp.stats()
+                assert st["login"] == 1 and st["token_code"] == 1, (kind, st)
+                idp.reset()
+                for i in range(20):
+                    r = b.get(f"http://{P.HOST}/sonarr/{i}", headers=SPOOFS)
+                    assert r.status == 200, (kind, r)
+                    seen = r.json()["headers"]
+                    assert seen["x-authentik-username"] == ["bob"] and H.spoofed_leaks(seen) == []
+                st = idp.stats()
+                assert st["authorization"] + st["token_code"] + st["login"] == 0, (kind, st)
+                r = b.get(f"http://{P.HOST}/.barbican/logout")
+                assert r.status == 302, (kind, r)
+                assert r.location.startswith(idp.discovery()["end_session_endpoint"]), r.location
+                assert b.cookies(P.HOST).get("barbican_session") is None, (kind, b.cookies(P.HOST))
+                r = b.get(f"http://{P.HOST}/sonarr/", headers={"Accept": "text/html"})
+                assert r.status == 302 and r.location.startswith(
+                    idp.discovery()["authorization_endpoint"]), (kind, r)
+    finally:
+        sv.stop()

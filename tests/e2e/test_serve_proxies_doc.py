@@ -14,7 +14,8 @@ import harness as H
 from test_kubernetes_doc import FENCE
 
 DOC = H.REPO / "docs" / "serve-proxies.md"
-EXAMPLES = ("Caddyfile", "nginx.conf", "traefik.yml", "traefik-dynamic.yml", "barbican.yaml")
+EXAMPLES = ("Caddyfile", "nginx.conf", "traefik.yml", "traefik-dynamic.yml", "barbican.yaml",
+            "barbican-oidc.yaml")
 
 
 def config_blocks() -> list[str]:
