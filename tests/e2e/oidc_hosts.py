@@ -109,15 +109,18 @@ def start_traefik(idp: I.IdpProc, upstream, secrets: list, config: dict | None =
 
 
 class RpHost:
-    """A running host (`name` "envoy": code flow; "traefik": form_post) seen as a relying
-    party: raw requests to app.test, and where its logins and logouts go."""
+    """A running host seen as a relying party: raw requests to app.test, and where its
+    logins and logouts go. `flow`: "code" (client barbican-code) or "form_post"
+    (barbican-implicit); by default "form_post" for the host named "traefik"."""
 
-    def __init__(self, name: str, proc, idp: I.IdpProc, secret: str) -> None:
+    def __init__(self, name: str, proc, idp: I.IdpProc, secret: str,
+                 flow: str | None = None) -> None:
         self.name, self.proc, self.port = name, proc, proc.port
         self.idp, self.secret = idp, secret
+        self.flow = flow or ("form_post" if name == "traefik" else "code")
         disc = idp.discovery()
         self.auth_prefix = disc["authorization_endpoint"] + "?"
-        client = "barbican-code" if name == "envoy" else "barbican-implicit"
+        client = "barbican-code" if self.flow == "code" else "barbican-implicit"
         self.logout_location = (disc["end_session_endpoint"] + "?client_id=" + client
                                 + "&post_logout_redirect_uri="
                                 + urllib.parse.quote(f"{APP}/bye", safe=""))
@@ -170,7 +173,7 @@ def callback(host: RpHost, fields, cookie: str | None) -> H.Response:
     headers = [("Cookie", cookie)] if cookie else []
     pairs = list(fields.items()) if isinstance(fields, dict) else list(fields)
     q = urllib.parse.urlencode(pairs)
-    if host.name == "envoy":
+    if host.flow == "code":
         return host.raw("/.barbican/callback?" + q, headers)
     return host.raw("/.barbican/callback", headers + [
         ("Content-Type", "application/x-www-form-urlencoded"),

@@ -7,7 +7,8 @@ Barbican's hosts, at debug level, after a run that uses every kind of credential
 - Envoy, native OIDC (code flow: login cookie, code, token exchange with the client secret,
   session cookie, a reused code, tampered cookies, logout);
 - Traefik, native OIDC (form_post: the id_token in the POST) plus a JWT / Basic api route;
-- `barbican serve` (forward-auth session, JWT, introspection, Basic, sign-out).
+- `barbican serve` (forward-auth session, JWT, introspection, Basic, sign-out; and native
+  OIDC, the code flow with its token exchange, asked as Traefik's forwardAuth asks).
 
 Log levels, and what "the log" is. Envoy runs at `-l info` with `--component-log-level
 wasm:debug`: the wasm component (every line Barbican writes, `wasm log barbican ...`, and
@@ -40,6 +41,7 @@ import session_cookie as SC
 
 ENVOY_SESSION_SECRET = "logs-envoy-session-secret-0123456789abcdef-01234"
 TRAEFIK_SESSION_SECRET = "logs-traefik-session-secret-0123456789abcdef-0123"
+SERVE_SESSION_SECRET = "logs-serve-session-secret-0123456789abcdef-012345"
 ENVOY_WASM_DEBUG = ["--component-log-level", "wasm:debug"]
 
 
@@ -285,3 +287,32 @@ def test_the_search_finds_each_form():
     for line in lines:
         assert s.leaks(line), line
     assert not s.leaks("barbican: 401 (jwt_bad_signature) sha256:0123abcd")
+
+
+class ServeRp(O.RpHost):
+    """`barbican serve` in oidc mode as a relying party, each request asked the way
+    Traefik's forwardAuth asks (serve_host.ask)."""
+
+    def raw(self, target: str, headers=(), method: str = "GET", body: bytes | None = None,
+            host: str | None = "app.test") -> H.Response:
+        return S.ask(self.proc, "traefik", target, [O.HTML, *headers], method=method)
+
+
+def test_serve_native_oidc_login(idp):
+    s = Secrets()
+    s.add("session secret", SERVE_SESSION_SECRET)
+    _, secret, _ = I.RP_CLIENTS["barbican-code"]
+    s.add("client secret", secret)
+    s.add("client Basic", I.basic("barbican-code", secret))
+    doc = {**O.envoy_config(idp, [SERVE_SESSION_SECRET]), "clusters": {"idp": idp.base},
+           "trusted_proxies": ["127.0.0.1/32"]}
+    sv = S.start_serve(doc)
+    try:
+        host = ServeRp("serve", sv, idp, SERVE_SESSION_SECRET, flow="code")
+        answer, lc, value = login(host, s)
+        assert host.raw("/x", [("Cookie", f"{O.COOKIE}={value}")]).status == 200
+        O.callback(host, answer, lc)   # the code again: refused by the provider
+        use_session(host, s, value)
+    finally:
+        sv.stop()
+    assert_clean("serve oidc", sv.log_text(), s, "debug barbican:")
