@@ -16,6 +16,11 @@ splits a header. Each login trick that starts a login is driven through the real
 (the module's browser has a provider session) and Barbican's callback, and the final
 redirect is judged too.
 
+Defence in depth: a login state sealed with the right secret (as a leaked secret or a bug in
+the start check would allow) that names another host, `//evil`, userinfo or `javascript:`,
+driven through the real provider with a matching nonce (and PKCE verifier): the callback's
+own check refuses it.
+
 Session and callback tampering: truncated, bit-flipped, re-encoded and purpose-confused
 cookies, a cookie from the other host's Barbican (another secret), a cookie replayed after
 logout; a state swapped between browsers, a nonce mismatch (form_post: a real id_token from
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import sys
 import time
 import urllib.parse
@@ -427,3 +433,46 @@ def idp_token_for_other_client(envoy: O.RpHost, b: B.Browser) -> str:
     r = envoy.idp.exchange_code(answer["code"], code_verifier=verifier)
     assert r.status == 200, r
     return r.json()["id_token"]
+
+
+def sealed_state(secret: str, url: str, nonce: str, verifier: str | None,
+                 binding: str) -> str:
+    """A login state as src/oidc.rs LoginState encodes it (format 1: return URL, nonce,
+    optional PKCE verifier, binding, unix time), sealed with `secret` for "login-state"."""
+    def s(v: str) -> bytes:
+        return struct.pack("<I", len(v.encode())) + v.encode()
+    opt = b"\x00" if verifier is None else b"\x01" + s(verifier)
+    pt = b"\x01" + s(url) + s(nonce) + opt + s(binding) + struct.pack("<Q", int(time.time()))
+    return SC.seal(secret, pt, purpose="login-state")
+
+
+def forged_login(host: O.RpHost, idp: I.IdpProc, b: B.Browser, url: str) -> H.Response:
+    """A login whose state, sealed here, returns to `url`, through the real provider with
+    the matching nonce (and PKCE verifier), delivered with the matching login cookie."""
+    nonce, binding = "n-" + os.urandom(8).hex(), "b-" + os.urandom(8).hex()
+    verifier, challenge = I.pkce_pair()
+    if host.flow == "code":
+        state = sealed_state(host.secret, url, nonce, verifier, binding)
+        auth = idp.authorize_url("barbican-code", state=state, nonce=nonce,
+                                 code_challenge=challenge)
+    else:
+        state = sealed_state(host.secret, url, nonce, None, binding)
+        auth = idp.authorize_url("barbican-implicit", state=state, nonce=nonce)
+    return O.callback(host, O.provider_answer(b, auth), f"{O.LOGIN_COOKIE}={binding}")
+
+
+@pytest.mark.parametrize("name", ["envoy", "traefik"])
+def test_a_state_sealed_with_the_secret_still_cannot_leave_the_domains(hosts,
+                                                                        provider_browser,
+                                                                        idp, name):
+    host = hosts[name]
+    for url in (f"https://{EVIL}/", f"//{EVIL}/", f"http://app.test@{EVIL}/",
+                "javascript:alert(1)", f"http://app.test/\\{EVIL}"):
+        r = forged_login(host, idp, provider_browser, url)
+        accepted = O.session_from(r) is not None or off_site(r.header("Location"), "127.0.0.1")
+        tally(host, f"sealed state naming {url}", accepted)
+        assert not accepted and r.status == 400, (url, r)
+    # Control: the same forgery naming app.test logs in (so the refusals above are the
+    # return-URL check, not a broken forgery).
+    r = forged_login(host, idp, provider_browser, f"{APP}/ok")
+    assert r.status == 302 and r.header("Location") == f"{APP}/ok" and O.session_from(r), r
