@@ -153,30 +153,9 @@ OIDC_SECRET = "e2e-serve-secret-0123456789abcdef-0123456789ab"
 def oidc_document(idp) -> dict:
     """test_oidc_envoy.py's relying party, for serve: the token exchange and the key set go
     through the `idp` cluster, which serve finds in `clusters`."""
-    import idp as I
-    disc = idp.discovery()
-    auth, secret, alg = I.RP_CLIENTS["barbican-code"]
-    return {
-        "clusters": {"idp": idp.base},
-        "trusted_proxies": ["127.0.0.1/32"],
-        "session": {"mode": "oidc", "oidc": {
-            "issuer": disc["issuer"], "client_id": "barbican-code", "client_secret": secret,
-            "token_auth": auth, "authorization_endpoint": disc["authorization_endpoint"],
-            "token_endpoint": disc["token_endpoint"],
-            "end_session_endpoint": disc["end_session_endpoint"],
-            "cluster": "idp", "jwks": {"uri": disc["jwks_uri"], "cluster": "idp"},
-            "algorithms": [alg], "redirect_uri": I.CALLBACK,
-            "post_logout_redirect_uri": "http://app.test/bye",
-            "scopes": ["openid", "profile", "email", "groups"],
-            "cookie": {"secure": False}, "secrets": [OIDC_SECRET]}},
-        "routes": [
-            {"match": {"path_prefix": "/bye"}, "policy": "bypass"},
-            {"match": {"path_prefix": "/admin/"}, "policy": "protected",
-             "require_groups": ["admins"]},
-            {"match": {"path_prefix": "/"}, "policy": "protected"},
-        ],
-        "default_policy": "deny",
-    }
+    import oidc_hosts as O
+    return {**O.envoy_config(idp, [OIDC_SECRET]), "clusters": {"idp": idp.base},
+            "trusted_proxies": ["127.0.0.1/32"]}
 
 
 def test_native_oidc_login_through_envoy_ext_authz(outpost, upstream, idp):
