@@ -143,8 +143,10 @@ class ProxyProc(H.Proc):
     kind: str = ""
     port: int = 0
 
-    def get(self, target: str, headers: H.HeaderList = None, **kw: Any) -> H.Response:
-        return H.request(self.port, target, headers=headers, host=HOST, **kw)
+    def get(self, target: str, headers: H.HeaderList = None, method: str = "GET",
+            **kw: Any) -> H.Response:
+        """One request to the proxy for `HOST` (any method, despite the name)."""
+        return H.request(self.port, target, method=method, headers=headers, host=HOST, **kw)
 
 
 def _ready(p: ProxyProc, timeout: float = 20.0) -> ProxyProc:
@@ -198,6 +200,9 @@ http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  # Started by root, the workers run as nobody and cannot write below the test's 0700
+  # temp dir: request and response bodies stay in memory instead of temp files.
+  client_body_buffer_size 1m; proxy_max_temp_file_size 0;
   {http_body}
 }}
 """)

@@ -124,6 +124,21 @@ def test_phone_app_route_with_an_opaque_token_introspected_once(proxy, idp):
     assert idp.count("introspection") - before == 1
 
 
+def test_phone_app_post_with_a_body_reaches_the_upstream_whole(proxy, idp):
+    """Sonarr's API takes POSTs: the auth request carries the method (never the body), and
+    the body goes on to the app untouched once allowed."""
+    body = json.dumps({"title": "x" * 20000}).encode()
+    tok = idp.token(I.RES_ES, "read")
+    r = proxy.get("/sonarr/api/v3/series", [bearer(tok), JSON,
+                                             ("Content-Type", "application/json")],
+                  method="POST", body=body)
+    assert r.status == 200 and r.upstream["method"] == "POST", r
+    assert r.upstream["body_len"] == len(body), r.upstream
+    r = proxy.get("/sonarr/api/v3/series", [JSON, ("Content-Type", "application/json")],
+                  method="POST", body=body)
+    assert r.status == 401 and not r.from_upstream, r
+
+
 PATH_TRICKS = ["/sonarr/api/../admin", "/sonarr/api/%2e%2e/admin", "/sonarr/api/%2E%2E/admin",
                "/sonarr/api/.%2e/admin", "/sonarr//api/..//admin", "/sonarr/api/./../admin",
                "/sonarr/api/..%2fadmin", "/sonarr/api/%2e%2e%2fadmin"]
