@@ -165,8 +165,9 @@ fn normalize_slow(path: &str, query: Option<String>) -> Result<NormalizedPath, P
                 let ch_len = utf8_len(b);
                 let end = (i + ch_len).min(bytes.len());
                 match path.get(i..end) {
-                    Some(s) => decoded.push_str(s),
-                    None => return Err(PathError::BadCharacter),
+                    // C1 controls (U+0080..U+009F) are control characters too (NEL among them).
+                    Some(s) if !s.chars().any(char::is_control) => decoded.push_str(s),
+                    _ => return Err(PathError::BadCharacter),
                 }
                 i = end;
             }
@@ -207,11 +208,22 @@ fn normalize_slow(path: &str, query: Option<String>) -> Result<NormalizedPath, P
     for s in &segs {
         out.push('/');
         out.push_str(s);
-        match_out.push('/');
-        match_out.push_str(s.split(';').next().unwrap_or(s));
+        // A segment that is only parameters (`/;x/admin`) is an empty segment to a server
+        // that drops parameters (`//admin`, merged to `/admin`): it must vanish from the
+        // match path too, or `/;x/admin/` would slip past a rule for `/admin/`.
+        let base = s.split(';').next().unwrap_or(s);
+        if !base.is_empty() {
+            match_out.push('/');
+            match_out.push_str(base);
+        }
     }
     if segs.is_empty() || trailing {
         out.push('/');
+    }
+    let last_is_params = segs
+        .last()
+        .is_some_and(|s| s.split(';').next().is_some_and(str::is_empty));
+    if segs.is_empty() || trailing || last_is_params || match_out.is_empty() {
         match_out.push('/');
     }
     Ok(NormalizedPath {
@@ -312,6 +324,35 @@ pub fn normalize_host(authority: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Largest automaton a `path_regex` may compile to (regex-lite's NFA size, bytes).
+///
+/// regex-lite never backtracks: a match costs O(m·n) for an automaton of size m and a path
+/// of n bytes, so no path can make a pattern super-linear. But m is the config's to choose,
+/// and bounded repetitions expand: `(?:(?:[a-z]{0,30}){0,30}){0,30}` compiles under the
+/// crate's own 10 MiB default and then spends seconds on one 8 KiB path (measured). 16 KiB
+/// holds every realistic rule (`/[a-z0-9-]{1,64}/feed\.(rss|atom)` needs 8) and caps the
+/// worst pattern's cost per request; `bench/regex_cost.py` measures it in instructions.
+pub const PATH_REGEX_MAX_NFA_BYTES: usize = 16 * 1024;
+
+/// Compiles a rule's `path_regex`, anchored at both ends, within the size bound.
+pub(crate) fn path_regex(re: &str) -> Result<regex_lite::Regex, String> {
+    regex_lite::RegexBuilder::new(&format!("^(?:{re})$"))
+        .size_limit(PATH_REGEX_MAX_NFA_BYTES)
+        .build()
+        .map_err(|e| {
+            let e = e.to_string();
+            if e.contains("exceeded size limit") {
+                format!(
+                    "compiles to an automaton over {} KiB (bounded repetitions such as \
+                     {{0,500}} expand): simplify it",
+                    PATH_REGEX_MAX_NFA_BYTES / 1024
+                )
+            } else {
+                e
+            }
+        })
+}
+
 #[derive(Debug, Clone)]
 pub enum PathMatch {
     /// Without its trailing slash; matches on a segment boundary.
@@ -366,9 +407,7 @@ impl Route {
         } else if let Some(p) = &m.path_exact {
             Some(PathMatch::Exact(p.clone()))
         } else if let Some(re) = &m.path_regex {
-            Some(PathMatch::Regex(
-                regex_lite::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string())?,
-            ))
+            Some(PathMatch::Regex(path_regex(re)?))
         } else {
             None
         };
@@ -423,6 +462,9 @@ pub fn find(
         .iter()
         .position(|r| r.matches(host, path, method, &has_header))
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -515,6 +557,14 @@ mod tests {
         assert_eq!(n("/api%5c..%5cadmin"), Err(PathError::EncodedSlash));
         assert_eq!(n("/api\\..\\admin"), Err(PathError::Backslash));
         assert_eq!(n("/a%00b"), Err(PathError::BadCharacter));
+        // Found by the path_route fuzz target: raw C1 controls passed through.
+        assert_eq!(n("/a\u{85}b"), Err(PathError::BadCharacter));
+        assert_eq!(n("/*/\u{581}:\u{81}"), Err(PathError::BadCharacter));
+        assert_eq!(
+            n("/a%C2%85b"),
+            Ok("/a%C2%85b".into()),
+            "escaped stays escaped"
+        );
         assert_eq!(n("/a b"), Err(PathError::BadCharacter));
         assert_eq!(n("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(n("/a%4"), Err(PathError::BadPercentEncoding));
@@ -541,6 +591,21 @@ mod tests {
         assert_eq!(m("/admin;"), "/admin");
     }
 
+    /// Found by the path_route fuzz target: `/;x/admin/` matched as `//admin/`, past a
+    /// rule for `/admin/`, while parameter-dropping servers route it to `/admin/`.
+    #[test]
+    fn parameter_only_segments_vanish_from_the_match_path() {
+        assert_eq!(m("/;x/admin/y"), "/admin/y");
+        assert_eq!(normalize_path("/;x/admin/y").unwrap().path, "/;x/admin/y");
+        assert_eq!(m("//;///"), "/");
+        assert_eq!(m("/;73/:ee"), "/:ee");
+        assert_eq!(m("/;x"), "/");
+        assert_eq!(m("/a/;x"), "/a/");
+        assert_eq!(m("/a/;x/b;y/"), "/a/b/");
+        let deny = PathMatch::Prefix("/admin".into());
+        assert!(deny.matches(&m("/;jsessionid=1/admin/x")));
+    }
+
     #[test]
     fn prefix_matches_on_segment_boundary() {
         let pre = PathMatch::Prefix("/api".into());
@@ -560,6 +625,68 @@ mod tests {
         let r = Route::compile(0, &cfg).unwrap();
         assert!(r.matches("h", "/api/x", "GET", |_| false));
         assert!(!r.matches("h", "/admin/api/x", "GET", |_| false));
+    }
+
+    /// Patterns that take exponential time in a backtracking engine, and the costliest
+    /// shapes within [`PATH_REGEX_MAX_NFA_BYTES`] (found by growing each until refused).
+    /// `bench/regex_cost.py` runs each case under callgrind and counts the instructions of
+    /// [`regex_cost_probe`] alone against its budget.
+    pub(crate) const REGEX_COST_CASES: &[&str] = &[
+        "/api/.*",
+        "/(a|aa)+",
+        "/(a+)+b",
+        "/(.*a){20}",
+        "/([a-z]+)*[0-9]",
+        "/(.*a){83}",
+        "/(?:.*){174}",
+        "/(?:[^/]*x?){83}",
+    ];
+
+    /// The longest path a config allows (`limits.max_path_bytes` is at most 65,536; the
+    /// default is 8,192), all `a` and ending in `!` so no case matches early.
+    fn regex_cost_path(n: usize) -> String {
+        format!("/{}!", "a".repeat(n.saturating_sub(2)))
+    }
+
+    #[inline(never)]
+    fn regex_cost_probe(r: &Route, path: &str) -> bool {
+        r.matches("h", path, "GET", |_| false)
+    }
+
+    #[test]
+    fn pathological_path_regexes_stay_linear_and_big_ones_are_refused() {
+        // BARBICAN_REGEX_CASE picks one case (bench/regex_cost.py); unset, all run.
+        let only: Option<usize> = std::env::var("BARBICAN_REGEX_CASE")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let n: usize = std::env::var("BARBICAN_REGEX_PATH_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8192);
+        let path = regex_cost_path(n);
+        for (i, re) in REGEX_COST_CASES.iter().enumerate() {
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
+            let cfg: RouteConfig = serde_json::from_value(
+                serde_json::json!({"match": {"path_regex": re}, "policy": "bypass"}),
+            )
+            .unwrap();
+            let r = Route::compile(0, &cfg).unwrap();
+            let expect = re.contains(".*){") || re.contains("x?)");
+            assert_eq!(regex_cost_probe(&r, &path), expect, "{re}");
+        }
+        // What the crate's own 10 MiB bound lets through and takes seconds: refused.
+        for re in [
+            "/(?:(?:[a-z]{0,30}){0,30}){0,30}",
+            "/(?:\\w{0,100}){0,100}",
+            "/(.*a){200}",
+            "/(?:.*){500}",
+        ] {
+            let e = path_regex(re).unwrap_err();
+            assert!(e.contains("16 KiB"), "{re}: {e}");
+        }
+        assert!(path_regex("/[a-z0-9-]{1,64}/feed\\.(rss|atom)").is_ok());
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! Request header parsing: Cookie (session cookies per dialect, a named cookie),
+//! Authorization (Bearer, Basic), the token from a query or cookie, X-Forwarded-For with
+//! trusted proxies, peer addresses, Host. Oracles: what comes back is taken from the input,
+//! and the client address is the peer or one of the forwarded entries.
+#![no_main]
+use arbitrary::Arbitrary;
+use barbican::config::ForwardAuthConfig;
+use barbican::idp::ForwardAuth;
+use barbican::net::{client_ip, parse_peer, Cidr};
+use barbican_fuzz::{header_list, Name};
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    headers: Vec<(Name, String)>,
+    query: Option<String>,
+    cookie_name: String,
+    token_query: Option<String>,
+    token_cookie: Option<String>,
+    basic: bool,
+    peer: String,
+    trusted: Vec<String>,
+    dialect: u8,
+}
+
+fn dialects() -> &'static Vec<ForwardAuth> {
+    static D: OnceLock<Vec<ForwardAuth>> = OnceLock::new();
+    D.get_or_init(|| {
+        [
+            r#"{"dialect":"authentik","cluster":"a"}"#,
+            r#"{"dialect":"authelia","cluster":"a"}"#,
+            r#"{"dialect":"oauth2-proxy","cluster":"a"}"#,
+            r#"{"dialect":"custom","cluster":"a","path":"/auth","session_cookies":[]}"#,
+        ]
+        .iter()
+        .filter_map(|j| serde_json::from_str::<ForwardAuthConfig>(j).ok())
+        .map(|c| ForwardAuth::new(&c))
+        .collect()
+    })
+}
+
+fuzz_target!(|i: Input| {
+    let headers = header_list(&i.headers);
+    let from_input = |s: &str| headers.iter().any(|(_, v)| v.contains(s));
+
+    if let Some(v) = barbican::oidc::cookie(&headers, &i.cookie_name) {
+        assert!(from_input(v));
+    }
+    if let Some(fa) = dialects().get(usize::from(i.dialect) % 4) {
+        for c in fa.session_cookies(&headers) {
+            assert!(from_input(c));
+        }
+        let _ = fa.is_sign_out("/oauth2/sign_out", i.query.as_deref());
+    }
+    let _ = barbican::tokens::extract(
+        &headers,
+        i.query.as_deref(),
+        i.token_query.as_deref(),
+        i.token_cookie.as_deref(),
+        i.basic,
+    );
+
+    let trusted: Vec<Cidr> = i
+        .trusted
+        .iter()
+        .filter_map(|c| Cidr::parse(c).ok())
+        .collect();
+    for c in &trusted {
+        let back = Cidr::parse(&c.to_string()).expect("a CIDR's display parses");
+        assert_eq!(&back, c);
+    }
+    let peer = parse_peer(&i.peer);
+    let xff: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if let Some(ip) = client_ip(peer, &xff, &trusted) {
+        let p = peer.expect("no client address without a peer");
+        assert!(
+            ip == p.to_canonical() || !xff.is_empty(),
+            "{ip} from nowhere"
+        );
+    }
+    for (n, v) in &headers {
+        let _ = barbican::identity::is_identity_header(n, &[]);
+        if n == "host" || n == ":authority" {
+            let h = barbican::route::normalize_host(v);
+            assert!(!h.bytes().any(|b| b.is_ascii_uppercase()));
+        }
+    }
+});
