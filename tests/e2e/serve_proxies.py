@@ -71,8 +71,10 @@ def addresses(serve_port: int, outpost_port: int, upstream_port: int) -> dict[st
 
 # --- the serve document -----------------------------------------------------------------
 
-def serve_document(outpost_port: int, idp: Any, **cache: int) -> dict:
+def serve_document(outpost_port: int, idp: Any, home_network: str | None = None,
+                   **cache: int) -> dict:
     """examples/serve/barbican.yaml with the test servers in place of Authentik.
+    `home_network` replaces the api route's allow_cidrs (the tests' clients are loopback);
     `cache` overrides session.cache fields (ttl_s, stale_grace_s)."""
     import idp as I
     doc = yaml.safe_load((EXAMPLES / "barbican.yaml").read_text())
@@ -88,15 +90,19 @@ def serve_document(outpost_port: int, idp: Any, **cache: int) -> dict:
     (prov,) = doc["jwt"]["providers"]
     prov.update(issuer=disc["issuer"], audiences=[I.RES_ES, I.RES_RS],
                 jwks={"cluster": "idp", "refresh_s": 600})
+    if home_network:
+        (api,) = [r for r in doc["routes"] if r["policy"] == "api"]
+        api["allow_cidrs"] = [home_network]
     doc["introspection"].update(cluster="idp",
                                 path=idp.endpoint_path("introspection_endpoint"),
                                 client_id=I.INTROSPECTOR)
     return doc
 
 
-def start_serve(outpost_port: int, idp: Any, **cache: int) -> S.ServeProc:
+def start_serve(outpost_port: int, idp: Any, home_network: str | None = None,
+                **cache: int) -> S.ServeProc:
     import idp as I
-    return S.start_serve(serve_document(outpost_port, idp, **cache),
+    return S.start_serve(serve_document(outpost_port, idp, home_network, **cache),
                          env={SECRET_ENV: I.secret(I.INTROSPECTOR)})
 
 

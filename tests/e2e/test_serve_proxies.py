@@ -203,6 +203,24 @@ def test_client_forwarded_headers_never_unlock_anything(proxy, idp):
     assert r.status == 401 and not r.from_upstream, r
 
 
+def test_home_network_reaches_the_api_without_credentials_and_nothing_else(
+        outpost, upstream, idp):
+    """allow_cidrs on the api route, with loopback as the home network: each proxy hands
+    serve the client's real address, so the phone app at home needs no token on the API
+    route, and still gets no further (the rest of the site wants a session)."""
+    sv = P.start_serve(outpost.port, idp, home_network="127.0.0.1/32")
+    try:
+        for kind in P.PROXIES:
+            with P.start_proxy(kind, sv.port, outpost.port, upstream.port) as px:
+                r = px.get("/sonarr/api/v3/queue", [JSON, *SPOOFS])
+                assert r.status == 200 and leaks(r) == [], (kind, r)
+                assert r.upstream_header("x-authentik-username") == [], (kind, r)
+                r = px.get("/sonarr/calendar", [JSON])
+                assert r.status == 401 and not r.from_upstream, (kind, r)
+    finally:
+        sv.stop()
+
+
 def test_sign_out_drops_the_cached_decision(proxy, outpost):
     cookie = outpost.cookie(user=f"frank-{proxy.kind}")
     for _ in range(2):
