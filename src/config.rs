@@ -976,7 +976,7 @@ fn validate_route(p: &str, r: &RouteConfig, has_session: bool, errs: &mut Vec<Co
                 OneOrMany::One(_) => format!("{p}.match.host"),
                 OneOrMany::Many(_) => format!("{p}.match.host[{i}]"),
             };
-            if let Err(why) = crate::route::HostPattern::parse(host) {
+            if let Err(why) = crate::hostname::HostPattern::parse(host) {
                 errs.push(ConfigError::new(at, why));
             }
         }
@@ -997,13 +997,13 @@ fn validate_route(p: &str, r: &RouteConfig, has_session: bool, errs: &mut Vec<Co
         ("path_exact", &m.path_exact),
     ] {
         if let Some(v) = v {
-            if let Err(why) = crate::route::check_config_path(v) {
+            if let Err(why) = crate::path::check_config_path(v) {
                 errs.push(ConfigError::new(format!("{p}.match.{field}"), why));
             }
         }
     }
     if let Some(re) = &m.path_regex {
-        if let Err(e) = regex_lite::Regex::new(&format!("^(?:{re})$")) {
+        if let Err(e) = crate::path::path_regex(re) {
             errs.push(ConfigError::new(
                 format!("{p}.match.path_regex"),
                 format!("does not compile: {e}"),

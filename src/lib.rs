@@ -28,12 +28,14 @@
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod hostname;
 pub mod identity;
 pub mod idp;
 pub mod jwks;
 pub mod jwt;
 pub mod net;
 pub mod oidc;
+pub mod path;
 pub mod route;
 pub mod seal;
 pub mod text;

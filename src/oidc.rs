@@ -8,7 +8,7 @@
 //! short-lived cookie; the session is a sealed cookie holding the identity and its expiry.
 
 use crate::config::{OidcConfig, OidcFlow, SameSite, TokenAuth};
-use crate::route::HostPattern;
+use crate::hostname::HostPattern;
 use crate::seal::Sealer;
 pub use crate::url::{split_url, Url};
 use base64::engine::general_purpose::STANDARD;

@@ -347,7 +347,7 @@ pub(super) fn validate(o: &OidcConfig, errs: &mut Vec<ConfigError>) {
         .as_deref()
         .map(|d| d.trim_start_matches('.').to_ascii_lowercase());
     for (i, d) in o.domains.iter().flatten().enumerate() {
-        if let Err(e) = crate::route::HostPattern::parse(d) {
+        if let Err(e) = crate::hostname::HostPattern::parse(d) {
             err(&format!("domains[{i}]"), e);
             continue;
         }

@@ -12,6 +12,7 @@
 use super::*;
 use crate::cache::MemStore;
 use crate::decision::{Engine, Request, Step};
+use crate::path::is_unreserved;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunConfig, FileFailurePersistence};
 
