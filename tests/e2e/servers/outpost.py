@@ -35,6 +35,14 @@ Test-only additions (not authentik): `/application/o/authorize/` auto-approves a
 user and redirects to the callback (no browser needed); `/__test/*` control endpoints
 (sessions, stats, failure modes). Cookie and token values are never logged.
 
+Failure modes (`POST /__test/mode?m=...`, on the outpost and provider paths): `500`, `503`,
+`hang`, `close` (connection reset), `delay` (`s` seconds, then the normal answer), `garbage`
+(bytes that are not HTTP, then a reset), `noident` (200 without identity headers),
+`redirect_other` (302 to another host), `badtext` (200 whose identity values are not UTF-8).
+With `--decision-log N`, the last N forward-auth answers are kept as [time, mode, decision,
+the `id` query parameter of the request] and served by `GET /__test/decisions` (bench/soak.py
+joins them with what its clients saw).
+
 CLI: python3 outpost.py --port N   (N=0 picks a free port; prints "LISTENING <port>")
 """
 
@@ -177,6 +185,7 @@ class Outpost:
         self.auth_header_cache: dict[str, tuple[dict, float]] = {}
         self.counters: dict[str, int] = {}
         self.history: deque = deque(maxlen=args.history)
+        self.decisions: deque = deque(maxlen=max(args.decision_log, 0))
         self.mode = "normal"
         self.mode_arg = 0.0
         self.release = threading.Event()
@@ -447,6 +456,7 @@ class Handler(BaseHTTPRequestHandler):
     # ---- dispatch ------------------------------------------------------------------------
     def dispatch(self) -> None:
         body = self.read_body()
+        self.mode_at_start = self.op.mode  # the decision log's mode, even after a delay
         raw_path, _, raw_query = self.path.partition("?")
         if raw_path.startswith("/__test/"):
             return self.test_control(raw_path, urllib.parse.parse_qs(raw_query), body)
@@ -522,15 +532,50 @@ class Handler(BaseHTTPRequestHandler):
         r.error("404 page not found", 404)
         return self.send(r)
 
+    def log_decision(self, decision: str) -> None:
+        """--decision-log: one compact entry per forward-auth answer (no secrets: the `id`
+        is the client's request counter)."""
+        op = self.op
+        if op.decisions.maxlen:
+            q = urllib.parse.parse_qs(self.path.partition("?")[2])
+            with op.lock:
+                op.decisions.append([time.time(), getattr(self, "mode_at_start", op.mode),
+                                     decision, _qget(q, "id")])
+
     def failure_mode(self) -> bool:
         op = self.op
         mode = op.mode
         op.count("failed_" + mode)
-        if mode == "500":
+        if mode in ("500", "503"):
+            self.log_decision("error")
             r = Reply()
-            r.error("Internal Server Error", 500)
+            r.error("Internal Server Error" if mode == "500" else "Service Unavailable",
+                    int(mode))
             self.send(r)
             return True
+        if mode == "garbage":
+            self.log_decision("garbage")
+            try:
+                self.wfile.write(b"\x00\xffnot http at all\r\n\r\n")
+                self.wfile.flush()
+            except OSError:
+                pass
+            self.drop_connection()
+            return True
+        if mode in ("noident", "redirect_other", "badtext"):
+            if not self.path.startswith(PREFIX + "/auth/"):
+                return False
+            r = Reply()
+            if mode == "redirect_other":
+                r.redirect("http://elsewhere.invalid/login?from=outpost", 302, self.command)
+            elif mode == "badtext":
+                r.set("X-authentik-username", "\xff\xfe-not-text")
+                r.set("X-authentik-uid", "\xff")
+            self.log_decision(mode)
+            self.send(r)
+            return True
+        if mode in ("hang", "close"):
+            self.log_decision(mode)
         if mode == "hang":
             op.release.wait(timeout=min(max(op.mode_arg or 30.0, 0.0), 120.0))
             self.drop_connection()
@@ -575,6 +620,7 @@ class Handler(BaseHTTPRequestHandler):
             "set_cookie": any(k.lower() == "set-cookie" for k, _ in r.headers),
             "time": time.time(),
         }
+        self.log_decision(r.decision)
         with op.lock:
             op.counters["auth_calls"] = op.counters.get("auth_calls", 0) + 1
             op.counters[endpoint] = op.counters.get(endpoint, 0) + 1
@@ -880,6 +926,10 @@ class Handler(BaseHTTPRequestHandler):
                     "cookie_name": op.cookie_name,
                 }
             return self.json_reply(out)
+        if path == "/__test/decisions":
+            with op.lock:
+                out = list(op.decisions)
+            return self.json_reply(out)
         if self.command != "POST":
             return self.json_reply({"error": "use POST"}, 405)
         if path == "/__test/session":
@@ -915,7 +965,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.json_reply({"ok": True})
         if path == "/__test/mode":
             m = _qget(q, "m") or "normal"
-            if m not in ("normal", "500", "hang", "close", "delay"):
+            if m not in ("normal", "500", "503", "hang", "close", "delay", "garbage",
+                         "noident", "redirect_other", "badtext"):
                 return self.json_reply({"error": f"unknown mode {m}"}, 400)
             op.mode_arg = float(_qget(q, "s") or (30 if m == "hang" else 0))
             if m == "hang":
@@ -983,6 +1034,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--signout-expire-cookie", action="store_true",
                    help="also expire the cookie on sign_out (authentik does not)")
     p.add_argument("--history", type=int, default=200)
+    p.add_argument("--decision-log", type=int, default=0,
+                   help="keep the last N forward-auth answers for GET /__test/decisions")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     if a.skip_path_regex is None:
