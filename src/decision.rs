@@ -320,8 +320,9 @@ impl Engine {
         is_identity_header(name, &self.strip_extra)
     }
 
-    /// The rule a request matches (index into the config's routes) and its policy, or the
-    /// reason its path was refused. For `barbican explain` and logs.
+    /// The rule a request matches (index into the config's routes) and its policy, or why no
+    /// rule is consulted: its path was refused, or it is for one of Barbican's own OIDC
+    /// endpoints, which answer before any rule. For `barbican explain` and logs.
     pub fn route_of(
         &self,
         headers: &[(String, String)],
@@ -333,6 +334,11 @@ impl Engine {
                 .or_else(|| header(headers, "host"))
                 .unwrap_or(""),
         );
+        match self.own_endpoint(&host, &norm.match_path) {
+            Some(oidc::OwnEndpoint::Callback) => return Err("barbican_oidc_callback"),
+            Some(oidc::OwnEndpoint::Logout) => return Err("barbican_oidc_logout"),
+            None => {}
+        }
         let method = header(headers, ":method").unwrap_or("GET");
         let idx = route::find(&self.routes, &host, &norm.match_path, method, |n| {
             header(headers, n).is_some()

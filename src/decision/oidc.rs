@@ -157,6 +157,13 @@ pub(super) struct ProtectedCtx<'a> {
     pub path_and_query: &'a str,
 }
 
+/// Barbican's own OIDC endpoints (`session.oidc.redirect_uri`, `logout_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OwnEndpoint {
+    Callback,
+    Logout,
+}
+
 impl Engine {
     /// Mixes host data (per-instance entropy: clock, host randomness, ids) into the login
     /// generator. Hosts call it once after building the engine; harmless without oidc.
@@ -194,14 +201,23 @@ impl Engine {
         match_path: &str,
         query: Option<&str>,
     ) -> Option<Step> {
+        match self.own_endpoint(host, match_path)? {
+            OwnEndpoint::Callback => Some(self.callback(req, now, query)),
+            OwnEndpoint::Logout => Some(self.logout(req.headers, now, store)),
+        }
+    }
+
+    /// Which of Barbican's own OIDC endpoints a request is for, if any: these answer the
+    /// browser themselves, before any rule.
+    pub(super) fn own_endpoint(&self, host: &str, match_path: &str) -> Option<OwnEndpoint> {
         let o = self.oidc.as_ref()?;
         if o.rp.is_callback(host, match_path) {
-            return Some(self.callback(req, now, query));
+            Some(OwnEndpoint::Callback)
+        } else if match_path == o.rp.cfg.logout_path {
+            Some(OwnEndpoint::Logout)
+        } else {
+            None
         }
-        if match_path == o.rp.cfg.logout_path {
-            return Some(self.logout(req.headers, now, store));
-        }
-        None
     }
 
     pub(super) fn oidc_protected(

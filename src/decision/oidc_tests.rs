@@ -621,3 +621,19 @@ fn keys_from_a_file_are_handed_in_by_the_host() {
     let r = respond_of(form_post(&mut e, &mut s, &l, &token, T0 + 20));
     assert_eq!(r.status, 302);
 }
+
+/// `barbican explain` and serve's debug line name no rule for Barbican's own endpoints:
+/// they answer before any rule (a catch-all rule used to be named for them).
+#[test]
+fn own_endpoints_consult_no_rule() {
+    let e = cfg("form_post", &[SECRET], inline());
+    let at = |path: &str| {
+        e.route_of(&get("app.lan", path, None))
+            .map(|(r, _)| r.is_some())
+    };
+    assert_eq!(at("/.barbican/callback"), Err("barbican_oidc_callback"));
+    assert_eq!(at("/.barbican/logout"), Err("barbican_oidc_logout"));
+    assert_eq!(at("/.barbican/logout?x=1"), Err("barbican_oidc_logout"));
+    assert_eq!(at("/public/x"), Ok(true));
+    assert_eq!(at("/elsewhere"), Ok(false));
+}
