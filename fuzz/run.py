@@ -29,7 +29,7 @@ BIN = FUZZ / "target" / "x86_64-unknown-linux-gnu" / "release"
 
 TARGETS = [
     "config", "path_route", "headers", "jwt", "jwks", "idp_answer", "introspection", "seal",
-    "engine",
+    "engine", "serve_front",
 ]
 
 
@@ -54,13 +54,13 @@ def stats(text: str) -> dict:
     return out
 
 
-def run_target(name: str, seconds: int, replay_only: bool) -> dict:
+def run_target(name: str, seconds: int, replay_only: bool, bin_dir: Path = BIN) -> dict:
     seeds = FUZZ / "corpus" / name
     work = FUZZ / "target" / "work" / name
     arts = FUZZ / "artifacts" / name
     for d in (seeds, work, arts):
         d.mkdir(parents=True, exist_ok=True)
-    cmd = [str(BIN / name), "-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048",
+    cmd = [str(bin_dir / name), "-print_final_stats=1", "-timeout=10", "-rss_limit_mb=2048",
            f"-artifact_prefix={arts}/"]
     if replay_only:
         cmd += ["-runs=0", str(seeds)]
@@ -88,12 +88,13 @@ def main() -> int:
     ap.add_argument("--summary", default=str(FUZZ / "target" / "summary.json"))
     ap.add_argument("--replay-only", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--bin-dir", type=Path, default=BIN, help="where the built targets are")
     a = ap.parse_args()
     if not a.no_build:
         build()
     results = []
     for t in a.targets.split(","):
-        r = run_target(t, a.seconds, a.replay_only)
+        r = run_target(t, a.seconds, a.replay_only, a.bin_dir)
         results.append(r)
         print(f"{t:14} {r.get('execs', 0):>11} execs  {r.get('execs_per_s', 0):>7}/s  "
               f"cov {r.get('cov', 0):>5}  ft {r.get('ft', 0):>6}  corpus {r.get('corpus', 0):>5}  "
