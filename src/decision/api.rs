@@ -177,6 +177,16 @@ fn unavailable(reason: &'static str) -> Step {
 }
 
 impl Engine {
+    /// For a host whose [`SharedStore`] is the instance's own memory (Traefik: no data is
+    /// shared between plugin instances). The "shared" level then reaches no other instance
+    /// and only multiplies memory by the instance count, so it holds at most as many
+    /// entries as the per-worker level (`local_max_entries`). Measured before this bound:
+    /// Traefik's heap grew 34 → 275 MB over 400k distinct tokens (`make memory`).
+    pub fn store_is_per_instance(&mut self) {
+        let local = self.cache_cfg.local_max_entries.max(1);
+        self.cache_cfg.max_entries = self.cache_cfg.max_entries.min(local);
+    }
+
     /// Whether a rule needs the client address (hosts then pass [`Request::peer`]).
     pub fn needs_peer(&self) -> bool {
         self.api

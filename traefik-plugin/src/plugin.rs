@@ -53,7 +53,8 @@ impl Instance {
     /// broken and refuses every request.
     pub fn new(json: &[u8]) -> (Instance, Vec<ConfigError>) {
         match build(json) {
-            Ok(engine) => {
+            Ok(mut engine) => {
+                engine.store_is_per_instance();
                 let needs_peer = engine.needs_peer();
                 let ready = Ready {
                     files: KeyFiles::new(&engine),
@@ -320,6 +321,42 @@ mod tests {
         let mut all = other.to_vec();
         all.extend_from_slice(extra);
         all
+    }
+
+    /// Each Traefik instance keeps its own store: bounded by `local_max_entries`, not by
+    /// `max_entries` (which on Envoy bounds one store for every worker).
+    #[test]
+    fn the_instance_store_holds_at_most_local_max_entries() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let cfg = format!(
+            r#"{{"jwt": {{"providers": [{{"issuer": "https://idp.test/", "audiences": ["api"],
+                   "hmac_secret": "{secret}", "algorithms": ["HS256"], "jwks": {{}}}}]}},
+                "routes": [{{"match": {{"path_prefix": "/"}}, "policy": "api"}}]}}"#
+        );
+        let mut inst = ready(&cfg);
+        let exp = NOW / 1000 + 600;
+        for i in 0..1500 {
+            let tok = hs256(
+                secret,
+                &format!(r#"{{"iss":"https://idp.test/","aud":"api","sub":"u{i}","exp":{exp}}}"#),
+            );
+            let bearer = format!("Bearer {tok}");
+            let a = inst.handle(
+                &req("GET", "/x", &[("authorization", &bearer)]),
+                None,
+                None,
+                NOW,
+            );
+            assert!(matches!(a, Action::Allow(_)), "{i}");
+        }
+        let State::Ready(r) = &inst.state else {
+            panic!("broken")
+        };
+        assert!(
+            (500..=1024).contains(&r.store.map.len()),
+            "{}",
+            r.store.map.len()
+        );
     }
 
     #[test]
