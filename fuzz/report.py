@@ -24,8 +24,8 @@ import reliability as R  # noqa: E402
 # Defects fuzzing found, each fixed with a unit test that reproduces it (where it lives).
 FIXED = [
     "a parameter-only segment (`/;x/admin/`) left `//` in the match path, past a deny rule "
-    "for `/admin/` (path_route; route.rs parameter_only_segments_vanish_from_the_match_path)",
-    "raw C1 control characters (U+0080-U+009F) passed normalization (path_route; route.rs "
+    "for `/admin/` (path_route; src/path.rs parameter_only_segments_vanish_from_the_match_path)",
+    "raw C1 control characters (U+0080-U+009F) passed normalization (path_route; src/path.rs "
     "unsafe_paths_are_refused)",
 ]
 

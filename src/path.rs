@@ -45,8 +45,9 @@ pub struct NormalizedPath {
     /// Dot segments resolved, slashes merged, unreserved escapes decoded, other escapes in
     /// upper case; `;` parameters kept. This is what the upstream is sent.
     pub path: String,
-    /// `path` with each segment's `;` parameters removed: what rules are matched against,
-    /// since servers that honour parameters ignore them when routing.
+    /// `path` with each segment's `;` parameters removed (a segment that is only parameters
+    /// vanishes, as an empty one would): what rules are matched against, since servers that
+    /// honour parameters ignore them when routing.
     pub match_path: String,
     /// The query, without `?`, untouched.
     pub query: Option<String>,
