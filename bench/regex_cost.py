@@ -9,7 +9,7 @@ off to build faster), then runs route.rs's `pathological_path_regexes_...` test 
 under valgrind's callgrind with collection on only inside `regex_cost_probe` (one
 `Route::matches` call), so the count is the match alone. regex-lite never backtracks (a
 PikeVM: O(m·n) for an automaton of m bytes and a path of n); the config bounds m
-(route::PATH_REGEX_MAX_NFA_BYTES, 16 KiB) and n (limits.max_path_bytes: default 8,192, at
+(path::PATH_REGEX_MAX_NFA_BYTES, 16 KiB) and n (limits.max_path_bytes: default 8,192, at
 most 65,536). Each case must stay under BUDGET instructions per path byte; the run exits 1
 otherwise. Writes its row into bench/RESULTS.md's Reliability table and
 `regex_worst_instructions_per_path_byte` into bench/results.json (bench/reliability.py).
@@ -100,7 +100,7 @@ def main() -> int:
             key, f"{worst[0]:,.0f} (`{worst[1]}`: {worst[2]:,} on an 8 KiB path)",
             f"≤ {BUDGET_PER_BYTE:,}, and linear in the path (8x path → ≤ 8.8x)",
             "`python3 bench/regex_cost.py`: callgrind, one Route::matches, native x86-64, "
-            "opt-level z; automaton ≤ 16 KiB (route::PATH_REGEX_MAX_NFA_BYTES)")])
+            "opt-level z; automaton ≤ 16 KiB (path::PATH_REGEX_MAX_NFA_BYTES)")])
     return 0 if ok else 1
 
 
