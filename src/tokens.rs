@@ -489,8 +489,13 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'%' {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
+            // Two hex digits, nothing else: u8::from_str_radix alone also takes a sign, so
+            // "%+A" would decode to a newline.
+            let h = b.get(i + 1..i + 3)?;
+            if !h.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(if c == b'+' { b' ' } else { c });
@@ -509,6 +514,21 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    /// Found reading what the headers fuzz target reaches: `from_str_radix` takes a sign,
+    /// so "%+A" decoded to a newline in query tokens and in OIDC callback fields.
+    #[test]
+    fn an_escape_is_two_hex_digits_and_nothing_else() {
+        assert_eq!(percent_decode("a%2Bb+c"), Some("a+b c".into()));
+        assert_eq!(percent_decode("%c3%A9"), Some("é".into()));
+        for bad in ["%+A", "%-1", "%+0x", "%G0", "%4", "%", "%%41"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+        assert_eq!(
+            extract(&[], Some("apikey=%+A"), Some("apikey"), None, false),
+            Err("query_token_malformed")
+        );
     }
 
     #[test]
