@@ -141,5 +141,36 @@ demo: deps build
 bench: deps build
 	$(PYTHON) bench/run.py
 
+# Long reliability runs (issue #14), never in `make test` (tests/e2e/test_soak_smoke.py runs
+# both briefly): faults under load for SOAK_S seconds (default 60); Envoy's memory at
+# MEMORY_N distinct sessions and tokens, Traefik's at as many JWTs (default 100000,1000000:
+# ~15 min on a quiet 2-core machine). Each updates only its own
+# Reliability rows of bench/RESULTS.md and keys of bench/results.json.
+.PHONY: soak memory
+soak: deps build
+	nice -n 10 $(PYTHON) bench/soak.py
+
+memory: deps build
+	nice -n 10 $(PYTHON) bench/memory.py
+
+# Coverage-guided fuzzing (fuzz/: its own crate, workspace and lock; never in the wasm builds).
+# cargo-fuzz on the stable toolchain: --sanitizer none (no ASan without nightly; the crate is
+# safe Rust). `make fuzz` runs every target FUZZ_S seconds (default 600) and writes the figures
+# into bench/ (fuzz/report.py: only the fuzz keys and the Reliability row); `make fuzz-ci`
+# replays the committed seeds, then runs each target 15 s (about 2.5 min plus the build).
+FUZZ_S ?= 600
+.PHONY: deps-fuzz fuzz fuzz-ci
+deps-fuzz: deps-rust
+	@cargo fuzz --version 2>/dev/null | grep -q '^cargo-fuzz 0\.13\.' || cargo install cargo-fuzz --locked --version '^0.13'
+
+fuzz: deps-fuzz
+	nice -n 19 $(PYTHON) fuzz/run.py --seconds $(FUZZ_S)
+	$(PYTHON) fuzz/report.py
+	$(PYTHON) bench/regex_cost.py
+
+fuzz-ci: deps-fuzz
+	$(PYTHON) fuzz/run.py --replay-only
+	$(PYTHON) fuzz/run.py --no-build --seconds 15 --summary fuzz/target/summary-ci.json
+
 clean:
 	rm -rf target dist $(BUILD)
