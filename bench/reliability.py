@@ -24,7 +24,7 @@ INTRO = ("Figures from `make soak` (bench/soak.py), `make memory` (bench/memory.
          "and is replaced only by the script that measures it.")
 TABLE_HEAD = ["| figure | value | goal | conditions |", "|---|---:|---|---|"]
 # Keys of results.json that belong to this section (for restore after bench/run.py).
-KEY_PREFIXES = ("soak_", "rss_", "memory_", "fuzz_")
+KEY_PREFIXES = ("soak_", "rss_", "memory_", "fuzz_", "regex_")
 _ROW_KEY = re.compile(r"^\| `([^`]+)` \|")
 
 

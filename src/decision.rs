@@ -7,6 +7,7 @@ use crate::cache::{self, Entry, Headers, Key, Kind, LocalCache, SharedStore};
 use crate::config::{CacheConfig, Config, ConfigError, Dialect, GroupsMatch, Limits, Policy};
 use crate::identity::is_identity_header;
 use crate::idp::{ForwardAuth, Original, Verdict};
+use crate::path::NormalizedPath;
 use crate::route::{self, normalize_host, normalize_path, Route};
 use crate::{header, Millis};
 use std::collections::HashMap;
@@ -340,11 +341,32 @@ impl Engine {
             None => {}
         }
         let method = header(headers, ":method").unwrap_or("GET");
-        let idx = route::find(&self.routes, &host, &norm.match_path, method, |n| {
-            header(headers, n).is_some()
-        });
+        let idx = self.rule_for(headers, &host, &norm, method)?;
         let r = idx.and_then(|i| self.routes.get(i));
         Ok((r, r.map_or(self.default_policy, |r| r.policy)))
+    }
+
+    /// The rule for a request, matched on both readings of a path with `;` parameters:
+    /// without them (servers that honour parameters route so: Tomcat, Jetty) and with them
+    /// (nginx, Envoy's router and most others keep them in the path). Readings that pick
+    /// different rules are refused (`path_ambiguous`), never guessed: `/api;x/secret` must
+    /// not ride an `/api/` bypass to wherever nginx's `/` location sends it. Paths without
+    /// parameters are matched once.
+    fn rule_for(
+        &self,
+        headers: &[(String, String)],
+        host: &str,
+        norm: &NormalizedPath,
+        method: &str,
+    ) -> Result<Option<usize>, &'static str> {
+        let has = |n: &str| header(headers, n).is_some();
+        let idx = route::find(&self.routes, host, &norm.match_path, method, has);
+        if norm.path != norm.match_path
+            && route::find(&self.routes, host, &norm.path, method, has) != idx
+        {
+            return Err("path_ambiguous");
+        }
+        Ok(idx)
     }
 
     /// The answer to a request with a header the engine must read that is not UTF-8
@@ -403,9 +425,13 @@ impl Engine {
                 return step;
             }
         }
-        let idx = route::find(&self.routes, &host, &norm.match_path, method, |n| {
-            header(headers, n).is_some()
-        });
+        let idx = match self.rule_for(headers, &host, &norm, method) {
+            Ok(idx) => idx,
+            Err(why) => {
+                self.counters.requests_invalid += 1;
+                return respond(400, BODY_400, why);
+            }
+        };
         let route = idx.and_then(|i| self.routes.get(i));
         let policy = route.map_or(self.default_policy, |r| r.policy);
         let pq = norm.path_and_query();

@@ -958,6 +958,33 @@ fn allow_carries_the_path_only_when_normalization_changed_it() {
     );
 }
 
+/// Found while checking the fuzzing's route property: `/api;x/secret` matched the `/api/`
+/// bypass (parameters dropped) while nginx and Envoy's router, which keep them, send it to
+/// the `/` app. A path whose two readings pick different rules is refused.
+#[test]
+fn a_path_whose_parameters_change_the_rule_is_refused() {
+    let (mut e, mut s) = (engine(), MemStore::default());
+    for (i, path) in ["/api;x/secret", "/api;/v1", "/admin;a=b/x", "/internal;x/y"]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            decide(&mut e, &mut s, i as ReqId, &get(path), T0),
+            respond(400, vec![], BODY_400, "path_ambiguous"),
+            "{path}"
+        );
+    }
+    // Parameters that leave the rule as it is are kept for the upstream.
+    assert_eq!(
+        decide(&mut e, &mut s, 10, &get("/api/items;jsessionid=1"), T0),
+        Step::Allow(Allow::default())
+    );
+    assert_eq!(
+        e.route_of(&get("/api;x/secret")).map(|(r, _)| r.is_some()),
+        Err("path_ambiguous")
+    );
+}
+
 #[test]
 fn a_request_without_a_path_is_refused() {
     let (mut e, mut s) = (engine(), MemStore::default());

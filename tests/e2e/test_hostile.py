@@ -58,6 +58,10 @@ CASES = {
                     {"envoy": 431, "traefik": 401}, False),
     "path_at_limit": (PATHS["bypass"] + "a" * (8192 - len(PATHS["bypass"])), [], 200, True),
     "path_over_limit": (PATHS["bypass"] + "a" * (8193 - len(PATHS["bypass"])), [], 414, False),
+    # `;` parameters that change which rule matches (dropped: the /api/ bypass; kept, as
+    # both proxies route: the protected default) are refused, never guessed.
+    "params_change_the_rule": ("/api;x/secret", [], 400, False),
+    "params_keep_the_rule": ("/api/x;jsessionid=1", bearer(token()), 200, True),
     # Duplicates: two credentials are never judged by the first one alone.
     "authorization_good_then_bad": (PATHS["api"], bearer(token()) + bearer("garbage"), 401,
                                     False),
