@@ -19,16 +19,7 @@ import socket
 import pytest
 
 import harness as H
-from two_hosts import AUDIENCE, PATHS, claims, sign, start, token
-
-
-@pytest.fixture(scope="module", params=["envoy", "traefik"])
-def host(request, wasm, outpost, upstream):
-    h = start(request.param, wasm, outpost, upstream)
-    try:
-        yield h
-    finally:
-        h.proc.stop()
+from two_hosts import AUDIENCE, PATHS, claims, host, sign, token  # noqa: F401  (host: fixture)
 
 
 def bearer(t: str) -> list[tuple[str, str]]:

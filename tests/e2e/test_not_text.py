@@ -16,16 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from two_hosts import PATHS, start, token
-
-
-@pytest.fixture(scope="module", params=["envoy", "traefik"])
-def host(request, wasm, outpost, upstream):
-    h = start(request.param, wasm, outpost, upstream)
-    try:
-        yield h
-    finally:
-        h.proc.stop()
+from two_hosts import PATHS, host, token  # noqa: F401  (host: the fixture)
 
 
 READ = [

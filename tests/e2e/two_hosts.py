@@ -18,6 +18,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -116,3 +117,13 @@ def _serves(port: int) -> bool:
         return H.get(port, PATHS["bypass"], timeout=2).from_upstream
     except OSError:
         return False
+
+
+@pytest.fixture(scope="module", params=["envoy", "traefik"])
+def host(request, wasm, outpost, upstream):
+    """Each test module that imports this runs once per host."""
+    h = start(request.param, wasm, outpost, upstream)
+    try:
+        yield h
+    finally:
+        h.proc.stop()
