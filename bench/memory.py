@@ -391,9 +391,10 @@ def main() -> int:
                           f"non-2xx {v['non_2xx']}" for k, v in res["runs"].items())
         rates = rates.replace("Envoy", "Traefik") if kind == "traefik_jwts" else rates
         host = ("Traefik 3.7 (GOMAXPROCS 2), HS256 JWTs; every plugin instance holds its own "
-                f"store of max_entries {MAX_ENTRIES} slots and local_max_entries "
-                f"{LOCAL_MAX_ENTRIES} (no memory shared between instances: the bound is "
-                "instances × both; see bench/memory.py)" if kind == "traefik_jwts" else
+                f"store, bounded by local_max_entries {LOCAL_MAX_ENTRIES} "
+                "(Engine::store_is_per_instance), and its local cache (no memory shared "
+                "between instances: the bound is instances × both; most of the RSS is "
+                "Traefik's pool of instances)" if kind == "traefik_jwts" else
                 f"Envoy --concurrency 1, max_entries {MAX_ENTRIES}, local_max_entries "
                 f"{LOCAL_MAX_ENTRIES}")
         alloc = ("" if "allocated_mb" not in pts["idle"] else
@@ -405,7 +406,10 @@ def main() -> int:
         key100 = f"rss_mb_per_100k_{kind}"
         if per100k is not None:
             out[key100] = per100k
-            rows.append(reliability.row(key100, per100k, f"≤ 40 MB: {goal(per100k <= 40)}",
+            # The 40 MB goal is Envoy's (issue #14); Traefik's is that memory stays flat.
+            target = "none (Traefik: flat is the goal)" if kind == "traefik_jwts" else \
+                f"≤ 40 MB: {goal(per100k <= 40)}"
+            rows.append(reliability.row(key100, per100k, target,
                                         f"{kind}: RSS at 100k distinct minus idle. " + cond))
         if growth is not None:
             gkey = (f"rss_growth_{first}_to_{last}" if kind == "sessions"
