@@ -975,6 +975,21 @@ SPOOFED_UNDERSCORE_HEADERS: list[tuple[str, str]] = [
 ]
 
 
+def websocket_seen(port: int, target: str, headers: HeaderList = None,
+                   host: str = DEFAULT_HOST) -> dict[str, list[str]]:
+    """Opens a websocket through the proxy (101 required), checks the test upstream echoes a
+    message, and returns the request headers the upstream saw (its `__headers__` answer)."""
+    resp, ws = WebSocket.connect(port, target, headers=headers, host=host)
+    assert resp.status == 101 and ws is not None, resp
+    try:
+        ws.send_text("hello")
+        assert ws.recv_text() == "hello"
+        ws.send_text("__headers__")
+        return json.loads(ws.recv_text())["headers"]
+    finally:
+        ws.close()
+
+
 def identity_family(name: str) -> bool:
     n = name.lower().replace("_", "-")
     return (n.startswith("x-authentik-") or n.startswith("x-auth-request-")
