@@ -445,10 +445,12 @@ impl HttpContext for Http {
         let Ok(raw) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
             return act(self.id, fail_closed(), false);
         };
-        // A value the engine reads that is not text (`crate::text`): the engine gets an empty
-        // view, which it refuses with 400 like any request without a path (one refusal path
-        // instead of two: the wasm is at its size budget).
-        let headers = crate::text::header_view(raw, false).unwrap_or_default();
+        // A value the engine reads that is not text (`crate::text`): refused with 400, under
+        // the same reason code as on Traefik.
+        let Ok(headers) = crate::text::header_view(raw, false) else {
+            let step = with_state(|s| s.engine.refuse_not_text()).unwrap_or_else(fail_closed);
+            return act(self.id, step, false);
+        };
         let t = now();
         let peer = if with_state(|s| s.needs_peer).unwrap_or(false) {
             hostcalls::get_property(vec!["source", "address"])
