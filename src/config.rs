@@ -61,6 +61,12 @@ pub struct Config {
     /// identity families), e.g. a header your backend trusts for identity.
     #[serde(default)]
     pub strip_headers: Vec<String>,
+    /// Which identity headers go upstream: names, or prefixes ending in `*`. Default `["*"]`:
+    /// all the identity source produces. Each one is a header write per request in the proxy.
+    /// (A plain `Vec` with a default, not an `Option`: its parser is already in the wasm for
+    /// `strip_headers`.)
+    #[serde(default = "forward_all")]
+    pub forward_headers: Vec<String>,
     /// Size limits on what a client may send.
     #[serde(default)]
     pub limits: Limits,
@@ -766,12 +772,18 @@ pub fn validate(cfg: &Config) -> Vec<ConfigError> {
     for (i, r) in cfg.routes.iter().enumerate() {
         validate_route(&format!("routes[{i}]"), r, cfg.session.is_some(), &mut errs);
     }
-    for (i, h) in cfg.strip_headers.iter().enumerate() {
-        if !is_token(h) {
-            errs.push(ConfigError::new(
-                format!("strip_headers[{i}]"),
-                format!("{h:?} is not a valid header name"),
-            ));
+    // `*` is a token character, so `forward_headers`' prefixes (`x-authentik-meta-*`) pass.
+    for (field, list) in [
+        ("strip_headers", &cfg.strip_headers),
+        ("forward_headers", &cfg.forward_headers),
+    ] {
+        for (i, h) in list.iter().enumerate() {
+            if !is_token(h) {
+                errs.push(ConfigError::new(
+                    format!("{field}[{i}]"),
+                    format!("{h:?} is not a valid header name"),
+                ));
+            }
         }
     }
     validate_tokens(cfg, &mut errs);
@@ -1302,6 +1314,10 @@ fn range(
 }
 
 /// RFC 9110 token characters: what a header name or method may contain.
+fn forward_all() -> Vec<String> {
+    vec!["*".into()]
+}
+
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -1326,6 +1342,21 @@ mod tests {
         assert_eq!(cfg.default_policy, Policy::Deny);
         assert_eq!(cfg.limits.max_path_bytes, 8192);
         assert!(cfg.session.is_none());
+    }
+
+    #[test]
+    fn forward_headers_are_names_or_prefixes() {
+        let base =
+            r#"{"routes":[{"match":{"path_prefix":"/"},"policy":"bypass"}],"forward_headers":"#;
+        assert!(errs(&format!(
+            "{base}[\"X-Authentik-Username\",\"x-authentik-meta-*\"]}}"
+        ))
+        .is_empty());
+        assert!(errs(&format!("{base}[]}}")).is_empty());
+        let e = errs(&format!("{base}[\"ok\",\"bad name\",\"\"]}}"));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("forward_headers[1]: "), "{e:?}");
+        assert!(e[1].starts_with("forward_headers[2]: "), "{e:?}");
     }
 
     #[test]

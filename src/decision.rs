@@ -8,6 +8,7 @@ use crate::config::{CacheConfig, Config, ConfigError, Dialect, GroupsMatch, Limi
 use crate::identity::is_identity_header;
 use crate::idp::{ForwardAuth, Original, Verdict};
 use crate::path::NormalizedPath;
+use crate::request::View;
 use crate::route::{self, normalize_host, normalize_path, Route};
 use crate::{header, Millis};
 use std::collections::HashMap;
@@ -42,6 +43,16 @@ pub struct Allow {
     pub path: Option<String>,
     /// Headers to add to the response to the client (`Set-Cookie` from the IdP).
     pub response_headers: Vec<(String, String)>,
+}
+
+impl Allow {
+    /// The headers a host writes for the upstream: `set` without the ones the engine only
+    /// holds for its own checks ([`crate::identity::HELD`]).
+    pub fn upstream(&self) -> impl Iterator<Item = &(String, String)> {
+        self.set
+            .iter()
+            .filter(|(n, _)| !n.starts_with(crate::identity::HELD))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,12 +284,14 @@ impl Engine {
                 api.providers
                     .push(crate::tokens::Provider::new(i, &oidc::provider_config(o)));
                 let local = usize::try_from(cache_cfg.local_max_entries).unwrap_or(0);
-                Some(oidc::Oidc::new(o, i, family, local).ok_or_else(|| {
-                    vec![ConfigError {
-                        path: "session.oidc".into(),
-                        problem: "could not be compiled".into(),
-                    }]
-                })?)
+                Some(
+                    oidc::Oidc::new(o, i, family, api.forward.clone(), local).ok_or_else(|| {
+                        vec![ConfigError {
+                            path: "session.oidc".into(),
+                            problem: "could not be compiled".into(),
+                        }]
+                    })?,
+                )
             }
             _ => None,
         };
@@ -328,20 +341,16 @@ impl Engine {
         &self,
         headers: &[(String, String)],
     ) -> Result<(Option<&Route>, Policy), &'static str> {
-        let path = header(headers, ":path").ok_or("no_path")?;
+        let v = View::read(headers, &self.strip_extra);
+        let path = v.path.ok_or("no_path")?;
         let norm = normalize_path(path).map_err(|_| "path_refused")?;
-        let host = normalize_host(
-            header(headers, ":authority")
-                .or_else(|| header(headers, "host"))
-                .unwrap_or(""),
-        );
+        let host = normalize_host(v.authority.unwrap_or(""));
         match self.own_endpoint(&host, &norm.match_path) {
             Some(oidc::OwnEndpoint::Callback) => return Err("barbican_oidc_callback"),
             Some(oidc::OwnEndpoint::Logout) => return Err("barbican_oidc_logout"),
             None => {}
         }
-        let method = header(headers, ":method").unwrap_or("GET");
-        let idx = self.rule_for(headers, &host, &norm, method)?;
+        let idx = self.rule_for(headers, &host, &norm, v.method())?;
         let r = idx.and_then(|i| self.routes.get(i));
         Ok((r, r.map_or(self.default_policy, |r| r.policy)))
     }
@@ -380,7 +389,8 @@ impl Engine {
     /// from whatever reaches the upstream, on every route.
     pub fn decide(&mut self, req: Request<'_>, now: Millis, store: &mut dyn SharedStore) -> Step {
         let headers = req.headers;
-        let Some(raw_path) = header(headers, ":path") else {
+        let mut v = View::read(headers, &self.strip_extra);
+        let Some(raw_path) = v.path else {
             self.counters.requests_invalid += 1;
             return respond(400, BODY_400, "no_path");
         };
@@ -397,25 +407,16 @@ impl Engine {
                 return respond(400, BODY_400, "path_refused");
             }
         };
-        let mut remove: Vec<String> = Vec::new();
-        for (n, _) in headers {
-            if !n.starts_with(':')
-                && is_identity_header(n, &self.strip_extra)
-                && !remove.contains(n)
-            {
-                remove.push(n.clone());
-            }
-        }
-        let method = header(headers, ":method").unwrap_or("GET");
-        let authority = header(headers, ":authority")
-            .or_else(|| header(headers, "host"))
-            .unwrap_or("");
+        let remove = std::mem::take(&mut v.identity);
+        let method = v.method();
+        let authority = v.authority.unwrap_or("");
         let host = normalize_host(authority);
         // Barbican's own OIDC endpoints (redirect URI, logout) come before any rule; they
         // answer the browser themselves and never reach an upstream.
         if self.oidc.is_some() {
             if let Some(step) = self.oidc_endpoint(
                 req,
+                &v,
                 now,
                 store,
                 &host,
@@ -445,7 +446,7 @@ impl Engine {
             .as_ref()
             .is_some_and(|fa| fa.is_sign_out(&norm.match_path, norm.query.as_deref()));
         if signing_out {
-            if let Some(key) = self.key_for(headers, &host, method, &norm.match_path) {
+            if let Some(key) = self.key_for(&v, &host, method, &norm.match_path) {
                 self.local.remove(&key);
                 store.set(
                     &cache::slot_name(&sha(&key), self.cache_cfg.max_entries),
@@ -476,7 +477,7 @@ impl Engine {
             }
             Policy::Api => {
                 self.counters.requests_api += 1;
-                if route.is_some_and(|r| r.allow_cors_preflight) && is_preflight(method, headers) {
+                if route.is_some_and(|r| r.allow_cors_preflight) && is_preflight(&v) {
                     self.counters.allowed += 1;
                     return Step::Allow(Allow {
                         remove,
@@ -484,11 +485,20 @@ impl Engine {
                         ..Allow::default()
                     });
                 }
-                self.api_request(req, now, store, idx, remove, path, norm.query.as_deref())
+                self.api_request(
+                    req,
+                    &v,
+                    now,
+                    store,
+                    idx,
+                    remove,
+                    path,
+                    norm.query.as_deref(),
+                )
             }
             Policy::Protected => {
                 self.counters.requests_protected += 1;
-                if route.is_some_and(|r| r.allow_cors_preflight) && is_preflight(method, headers) {
+                if route.is_some_and(|r| r.allow_cors_preflight) && is_preflight(&v) {
                     self.counters.allowed += 1;
                     return Step::Allow(Allow {
                         remove,
@@ -496,9 +506,9 @@ impl Engine {
                         ..Allow::default()
                     });
                 }
-                let browser = is_browser(method, headers);
+                let browser = is_browser(&v);
                 if self.oidc.is_some() {
-                    let scheme = request_scheme(headers);
+                    let scheme = request_scheme(&v);
                     let ctx = oidc::ProtectedCtx {
                         route: idx,
                         browser,
@@ -509,13 +519,13 @@ impl Engine {
                         host: &host,
                         path_and_query: &pq,
                     };
-                    return self.oidc_protected(req, now, store, ctx);
+                    return self.oidc_protected(req, &v, now, store, ctx);
                 }
                 // A sign-out's own answer is never cached or shared: the session is ending.
                 let key = if signing_out {
                     None
                 } else {
-                    self.key_for(headers, &host, method, &norm.match_path)
+                    self.key_for(&v, &host, method, &norm.match_path)
                 };
                 let ctx = Ctx {
                     route: idx,
@@ -526,7 +536,7 @@ impl Engine {
                     authority,
                     path_and_query: &pq,
                 };
-                self.protected(req, now, store, key, ctx)
+                self.protected(req, &v, now, store, key, ctx)
             }
         }
     }
@@ -534,6 +544,7 @@ impl Engine {
     fn protected(
         &mut self,
         req: Request<'_>,
+        v: &View<'_>,
         now: Millis,
         store: &mut dyn SharedStore,
         key: Option<Vec<u8>>,
@@ -544,13 +555,7 @@ impl Engine {
             self.counters.unavailable += 1;
             return respond(503, BODY_503, "no_session_config");
         };
-        let cred_len: usize = headers
-            .iter()
-            .filter(|(n, _)| {
-                n.eq_ignore_ascii_case("cookie") || n.eq_ignore_ascii_case("authorization")
-            })
-            .map(|(_, v)| v.len())
-            .sum();
+        let cred_len = v.cookie.bytes + v.authorization.bytes;
         if cred_len as u64 > self.limits.max_credential_bytes {
             self.counters.requests_invalid += 1;
             return respond(
@@ -590,7 +595,7 @@ impl Engine {
             }
         }
         self.counters.cache_miss += 1;
-        let scheme = request_scheme(headers);
+        let scheme = request_scheme(v);
         let original = Original {
             method: ctx.method,
             scheme,
@@ -651,16 +656,10 @@ impl Engine {
     /// cache compares it whole; the shared store names entries by its SHA-256. `None` when the
     /// request carries no credentials: the IdP's answer to an anonymous request (a login
     /// redirect naming its URL) is specific to that request and is never shared.
-    fn key_for(
-        &self,
-        headers: &[(String, String)],
-        host: &str,
-        method: &str,
-        match_path: &str,
-    ) -> Option<Vec<u8>> {
+    fn key_for(&self, v: &View<'_>, host: &str, method: &str, match_path: &str) -> Option<Vec<u8>> {
         let fa = self.fa.as_ref()?;
-        let cookies = fa.session_cookies(headers);
-        let auth = header(headers, "authorization");
+        let cookies = fa.session_cookies(v.all(v.cookie, "cookie"));
+        let auth = v.authorization.first;
         if cookies.is_empty() && auth.is_none() {
             return None;
         }
@@ -829,12 +828,19 @@ impl Engine {
             } => {
                 let not_after = not_after.unwrap_or(u64::MAX);
                 let fresh = now.saturating_add(c.ttl_s * 1000).min(not_after);
+                // Groups rules read the groups header from the entry, forwarded or not.
+                let hold = self
+                    .routes
+                    .iter()
+                    .any(|r| !r.require_groups.is_empty())
+                    .then(|| self.fa.as_ref().and_then(|f| f.groups_header()))
+                    .flatten();
                 let entry = Entry {
                     kind: Kind::Allow,
                     fresh_until: fresh,
                     stale_until: fresh.saturating_add(c.stale_grace_s * 1000).min(not_after),
                     status: 200,
-                    headers: identity.as_slice().into(),
+                    headers: self.api.forward.apply(identity.clone(), hold).into(),
                 };
                 if *cacheable && fresh > now {
                     if let Some(k) = &call.key {
@@ -1056,12 +1062,12 @@ fn shareable(v: &Verdict, browser: bool, origin_browser: bool) -> bool {
 
 /// The scheme the client used: the first X-Forwarded-Proto when it says http or https (a
 /// proxy in front terminated TLS), else `:scheme`.
-fn request_scheme(headers: &[(String, String)]) -> &str {
-    header(headers, "x-forwarded-proto")
+fn request_scheme<'a>(v: &View<'a>) -> &'a str {
+    v.forwarded_proto
         .and_then(|v| v.split(',').next())
         .map(str::trim)
         .filter(|s| *s == "http" || *s == "https")
-        .or_else(|| header(headers, ":scheme"))
+        .or(v.scheme)
         .unwrap_or("http")
 }
 
@@ -1100,18 +1106,17 @@ fn respond(status: u16, body: &str, reason: &'static str) -> Step {
     })
 }
 
-fn is_preflight(method: &str, headers: &[(String, String)]) -> bool {
-    method.eq_ignore_ascii_case("OPTIONS")
-        && header(headers, "origin").is_some()
-        && header(headers, "access-control-request-method").is_some()
+fn is_preflight(v: &View<'_>) -> bool {
+    v.method().eq_ignore_ascii_case("OPTIONS") && v.origin.is_some() && v.preflight_method.is_some()
 }
 
 /// A browser navigation that can follow a login redirect: GET/HEAD, not XHR, and asking for
 /// HTML. Everything else gets 401.
-fn is_browser(method: &str, headers: &[(String, String)]) -> bool {
+fn is_browser(v: &View<'_>) -> bool {
+    let method = v.method();
     (method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"))
-        && header(headers, "x-requested-with").is_none()
-        && header(headers, "accept").is_some_and(|a| {
+        && v.requested_with.is_none()
+        && v.accept.is_some_and(|a| {
             a.as_bytes()
                 .windows(9)
                 .any(|w| w.eq_ignore_ascii_case(b"text/html"))

@@ -47,6 +47,59 @@ fn folded_eq(name: Option<&[u8]>, want: &str) -> bool {
         })
 }
 
+/// Which identity headers go upstream (`forward_headers`). Every header added costs the proxy
+/// a host call on every request, and most backends read one or two of Authentik's twelve,
+/// so an operator may name the ones to keep: exact names, or prefixes ending in `*`, in
+/// any case. `None` keeps everything the identity source produced (the default).
+#[derive(Debug, Clone, Default)]
+pub struct Forward(Option<Vec<String>>);
+
+/// A header the engine still needs (the groups header, for `require_groups`) but does not
+/// forward is kept in the cache entry under this prefix; hosts never write such names
+/// ([`crate::Allow::upstream`]), and no real header name can start with it.
+pub const HELD: char = ':';
+
+impl Forward {
+    pub fn new(names: &[String]) -> Forward {
+        if names.iter().any(|n| n == "*") {
+            return Forward(None);
+        }
+        Forward(Some(names.iter().map(|s| s.to_ascii_lowercase()).collect()))
+    }
+
+    pub fn keeps(&self, name: &str) -> bool {
+        let Some(list) = &self.0 else { return true };
+        list.iter().any(|p| match p.strip_suffix('*') {
+            Some(pre) => name
+                .as_bytes()
+                .get(..pre.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(pre.as_bytes())),
+            None => name.eq_ignore_ascii_case(p),
+        })
+    }
+
+    /// The headers to cache for the upstream: the forwarded ones, plus `hold` (if present
+    /// and not forwarded) under its [`HELD`] name.
+    pub fn apply(
+        &self,
+        headers: Vec<(String, String)>,
+        hold: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut headers = headers;
+        headers.retain_mut(|(n, _)| {
+            if self.keeps(n) {
+                true
+            } else if hold.is_some_and(|h| h.eq_ignore_ascii_case(n)) {
+                n.insert(0, HELD);
+                true
+            } else {
+                false
+            }
+        });
+        headers
+    }
+}
+
 /// Splits a groups header value. Empty items are dropped.
 pub fn split_groups<'a>(value: &'a str, sep: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     value.split(sep).map(str::trim).filter(|g| !g.is_empty())
@@ -55,6 +108,39 @@ pub fn split_groups<'a>(value: &'a str, sep: &'a str) -> impl Iterator<Item = &'
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_keeps_names_and_prefixes_and_holds_groups() {
+        let h = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let all = h(&[
+            ("x-authentik-username", "a"),
+            ("x-authentik-groups", "g"),
+            ("x-authentik-meta-app", "m"),
+            ("x-authentik-jwt", "j"),
+        ]);
+        assert_eq!(Forward::default().apply(all.clone(), None), all);
+        assert_eq!(Forward::new(&["*".into()]).apply(all.clone(), None), all);
+        let f = Forward::new(&["X-Authentik-Username".into(), "x-authentik-meta-*".into()]);
+        assert_eq!(
+            f.apply(all.clone(), None),
+            h(&[("x-authentik-username", "a"), ("x-authentik-meta-app", "m")])
+        );
+        assert_eq!(
+            f.apply(all, Some("x-authentik-groups")),
+            h(&[
+                ("x-authentik-username", "a"),
+                (":x-authentik-groups", "g"),
+                ("x-authentik-meta-app", "m"),
+            ])
+        );
+        assert!(Forward::new(&[])
+            .apply(h(&[("x-authentik-uid", "u")]), None)
+            .is_empty());
+    }
 
     #[test]
     fn all_families_in_any_case_and_underscore_spelling() {

@@ -36,6 +36,7 @@ pub mod jwt;
 pub mod net;
 pub mod oidc;
 pub mod path;
+pub mod request;
 pub mod route;
 pub mod seal;
 pub mod text;
@@ -53,10 +54,4 @@ pub use tokens::{JwksFile, JwksFileError};
 /// Unix time in milliseconds. The host supplies it; the core never reads a clock.
 pub type Millis = u64;
 
-/// First value of a header, by case-insensitive name.
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+pub use request::header;

@@ -51,14 +51,11 @@ pub fn form_field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a s
     it.next().is_none().then_some(first.1.as_str())
 }
 
-/// The value of cookie `name` in the request's Cookie headers (the first one). On every
-/// protected request: plain scanning, no allocation.
-pub fn cookie<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    for (n, v) in headers {
-        if !n.eq_ignore_ascii_case("cookie") {
-            continue;
-        }
-        let mut rest = v.as_str();
+/// The value of cookie `name` in the request's Cookie header values (the first one). On
+/// every protected request: plain scanning, no allocation.
+pub fn cookie<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
+    for v in values {
+        let mut rest = v;
         loop {
             let (part, tail) = match rest.find(';') {
                 Some(i) => {
@@ -562,6 +559,10 @@ mod tests {
 
     #[test]
     fn cookies_and_forms() {
+        fn cookie<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+            let v = crate::request::View::read(h, &[]);
+            super::cookie(v.all(v.cookie, "cookie"), name)
+        }
         let h = vec![
             (
                 "cookie".to_string(),

@@ -3,8 +3,10 @@
 
 use crate::cache::Headers;
 use crate::config::{Family, JwtConfig, ProviderConfig};
+use crate::identity::Forward;
 use crate::jwks::KeySet;
 use crate::jwt::{self, Alg, Claims, JwtError, Validation};
+use crate::request::View;
 use crate::Millis;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -292,7 +294,7 @@ pub fn identity(
     email: Option<&str>,
     name: Option<&str>,
     groups: &[String],
-) -> Headers {
+) -> Vec<(String, String)> {
     let user = username.or(sub);
     let mut h: Vec<(String, String)> = Vec::new();
     let mut put = |n: &str, v: Option<&str>| {
@@ -331,7 +333,7 @@ pub fn identity(
             put("x-auth-request-groups", g(&joined_comma).as_deref());
         }
     }
-    h.into()
+    h
 }
 
 impl crate::cache::Fresh for TokenInfo {
@@ -341,8 +343,8 @@ impl crate::cache::Fresh for TokenInfo {
 }
 
 impl TokenInfo {
-    pub fn from_claims(c: &Claims, family: Family) -> TokenInfo {
-        let base = identity(
+    pub fn from_claims(c: &Claims, family: Family, fwd: &Forward) -> TokenInfo {
+        let mut all = identity(
             family,
             c.sub.as_deref(),
             c.preferred_username.as_deref(),
@@ -350,7 +352,6 @@ impl TokenInfo {
             c.name.as_deref(),
             &c.groups,
         );
-        let mut all: Vec<(String, String)> = base.iter().cloned().collect();
         for (h, v) in &c.extra {
             // A mapping replaces a family header of the same name.
             all.retain(|(n, _)| n != h);
@@ -358,7 +359,7 @@ impl TokenInfo {
         }
         TokenInfo {
             exp_ms: c.exp.saturating_mul(1000),
-            identity: all.into(),
+            identity: fwd.apply(all, None).into(),
             scopes: c.scopes.clone(),
             groups: c.groups.clone(),
             verified_by: None,
@@ -419,20 +420,17 @@ impl TokenInfo {
 
 /// Where the request's token is, if any, and whether it came from Basic.
 pub fn extract<'a>(
-    headers: &'a [(String, String)],
+    v: &View<'a>,
     query: Option<&'a str>,
     token_query: Option<&str>,
     token_cookie: Option<&str>,
     basic: bool,
 ) -> Result<Option<String>, &'static str> {
-    let mut auths = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-    if let Some((_, auth)) = auths.next() {
+    if let Some(auth) = v.authorization.first {
         // Two Authorization fields are two credentials: no choosing one (the upstream might
         // read the other). Envoy joins them with ',' (then "bearer_malformed"); hosts that
         // hand them over one by one (Traefik) land here.
-        if auths.next().is_some() {
+        if v.authorization.count > 1 {
             return Err("authorization_repeated");
         }
         let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
@@ -464,12 +462,8 @@ pub fn extract<'a>(
         }
     }
     if let Some(name) = token_cookie {
-        for (n, v) in headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-        {
-            let _ = n;
-            for kv in v.split(';') {
+        for c in v.all(v.cookie, "cookie") {
+            for kv in c.split(';') {
                 if let Some(t) = kv
                     .trim()
                     .strip_prefix(name)
@@ -514,6 +508,18 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    /// `extract` on a header list, read as the engine reads a request.
+    fn extract(
+        headers: &[(String, String)],
+        query: Option<&str>,
+        token_query: Option<&str>,
+        token_cookie: Option<&str>,
+        basic: bool,
+    ) -> Result<Option<String>, &'static str> {
+        let v = View::read(headers, &[]);
+        super::extract(&v, query, token_query, token_cookie, basic)
     }
 
     /// Found reading what the headers fuzz target reaches: `from_str_radix` takes a sign,

@@ -220,7 +220,7 @@ fn print_step(step: &Step) {
             for n in &a.remove {
                 println!("  remove request header {n}");
             }
-            for (n, v) in a.set.iter() {
+            for (n, v) in a.upstream() {
                 println!("  set request header {n}: {}", redact(n, v));
             }
             if let Some(p) = &a.path {

@@ -661,7 +661,7 @@ fn answer(f: Front, step: Step) -> (Response<Full<Bytes>>, &'static str) {
     match step {
         Step::Allow(a) => {
             let mut r = Response::new(Full::new(Bytes::new()));
-            for (n, v) in a.set.iter() {
+            for (n, v) in a.upstream() {
                 put(&mut r, n, v);
             }
             for (n, v) in f.answer_headers(&a.response_headers) {

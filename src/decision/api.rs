@@ -6,6 +6,7 @@ use super::*;
 use crate::config::{
     Accept, Family, GroupsMatch, IntrospectionAuth, IntrospectionConfig, ScopesMatch,
 };
+use crate::identity::Forward;
 use crate::idp::introspection::{self, ClientAuth};
 use crate::jwt::JwtError;
 use crate::net::{self, Cidr};
@@ -37,6 +38,7 @@ pub(super) struct Api {
     introspection: Option<IntrospectionConfig>,
     trusted: Vec<Cidr>,
     pub(super) family: Family,
+    pub(super) forward: Forward,
     /// Verified tokens by the whole token (per worker).
     tokens: LocalCache<TokenInfo>,
 }
@@ -122,6 +124,7 @@ impl Api {
                 .filter_map(|c| Cidr::parse(c).ok())
                 .collect(),
             family,
+            forward: Forward::new(&cfg.forward_headers),
             tokens: LocalCache::new(usize::try_from(local).unwrap_or(1024)),
         })
     }
@@ -141,7 +144,7 @@ impl Api {
         let f = tokens::fingerprint(self.providers.get(by).and_then(|p| p.keys.as_deref()));
         TokenInfo {
             verified_by: Some((by, f)),
-            ..TokenInfo::from_claims(claims, self.family)
+            ..TokenInfo::from_claims(claims, self.family, &self.forward)
         }
     }
 
@@ -251,6 +254,7 @@ impl Engine {
     pub(super) fn api_request(
         &mut self,
         req: Request<'_>,
+        v: &View<'_>,
         now: Millis,
         store: &mut dyn SharedStore,
         route: Option<usize>,
@@ -258,13 +262,11 @@ impl Engine {
         path: Option<String>,
         query: Option<&str>,
     ) -> Step {
-        let headers = req.headers;
-        let method = header(headers, ":method").unwrap_or("GET");
         let rule = Arc::clone(self.api.rule(route));
         if route
             .and_then(|i| self.routes.get(i))
             .is_some_and(|r| r.allow_cors_preflight)
-            && is_preflight(method, headers)
+            && is_preflight(v)
         {
             self.counters.allowed += 1;
             return Step::Allow(Allow {
@@ -274,11 +276,7 @@ impl Engine {
             });
         }
         if !rule.allow_cidrs.is_empty() {
-            let xff: Vec<&str> = headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
-                .map(|(_, v)| v.as_str())
-                .collect();
+            let xff: Vec<&str> = v.all(v.forwarded_for, "x-forwarded-for").collect();
             if let Some(ip) = net::client_ip(req.peer, &xff, &self.api.trusted) {
                 if rule.allow_cidrs.iter().any(|c| c.contains(ip)) {
                     self.counters.allowed += 1;
@@ -291,7 +289,7 @@ impl Engine {
             }
         }
         let token = match tokens::extract(
-            headers,
+            v,
             query,
             rule.token_query.as_deref(),
             rule.token_cookie.as_deref(),
@@ -576,14 +574,21 @@ impl Engine {
             {
                 let info = TokenInfo {
                     exp_ms: i.exp.map_or(u64::MAX, |e| e.saturating_mul(1000)),
-                    identity: tokens::identity(
-                        self.api.family,
-                        i.sub.as_deref(),
-                        i.username.as_deref(),
-                        i.email.as_deref(),
-                        i.name.as_deref(),
-                        &i.groups,
-                    ),
+                    identity: self
+                        .api
+                        .forward
+                        .apply(
+                            tokens::identity(
+                                self.api.family,
+                                i.sub.as_deref(),
+                                i.username.as_deref(),
+                                i.email.as_deref(),
+                                i.name.as_deref(),
+                                &i.groups,
+                            ),
+                            None,
+                        )
+                        .into(),
                     scopes: i.scopes,
                     groups: i.groups,
                     verified_by: None,

@@ -110,6 +110,37 @@ fn inline_keys_verify_at_once_and_scopes_are_enforced() {
     );
 }
 
+/// `forward_headers` applies to identity from tokens too; scopes are still enforced.
+#[test]
+fn forward_headers_limit_token_identity() {
+    let mut c: Value =
+        serde_json::from_slice(&cfg(json!({"inline": {"keys": [p256_jwk("k1")]}}))).unwrap();
+    c["forward_headers"] = json!(["x-authentik-uid"]);
+    let mut e = Engine::from_json(&serde_json::to_vec(&c).unwrap()).unwrap();
+    let mut s = MemStore::default();
+    for id in [1, 2] {
+        let Step::Allow(a) = decide(
+            &mut e,
+            &mut s,
+            id,
+            &req("/read/x", &es256("k1", "read")),
+            T0,
+        ) else {
+            panic!("allow expected")
+        };
+        let up: Vec<_> = a.upstream().cloned().collect();
+        assert_eq!(up, vec![("x-authentik-uid".to_string(), "u1".to_string())]);
+    }
+    let denied = decide(
+        &mut e,
+        &mut s,
+        3,
+        &req("/read/x", &es256("k1", "write")),
+        T0,
+    );
+    assert_eq!(status(&denied), 403);
+}
+
 #[test]
 fn first_request_waits_for_the_key_set_then_is_verified() {
     let mut e = Engine::from_json(&cfg(

@@ -34,6 +34,7 @@ pub(super) struct Oidc {
     provider: usize,
     sessions: LocalCache<SessionInfo>,
     family: Family,
+    forward: crate::identity::Forward,
 }
 
 /// A login between the provider's return and the session cookie: waiting for the token
@@ -86,6 +87,7 @@ impl Oidc {
         o: &OidcConfig,
         provider: usize,
         family: Family,
+        forward: crate::identity::Forward,
         local: usize,
     ) -> Option<Oidc> {
         let rp = Rp::new(o)?;
@@ -97,19 +99,26 @@ impl Oidc {
             provider,
             sessions: LocalCache::new(local),
             family,
+            forward,
         })
     }
 
     fn info(&self, s: &Session) -> SessionInfo {
         SessionInfo {
-            identity: tokens::identity(
-                self.family,
-                Some(&s.sub),
-                s.user.as_deref(),
-                s.email.as_deref(),
-                s.name.as_deref(),
-                &s.groups,
-            ),
+            identity: self
+                .forward
+                .apply(
+                    tokens::identity(
+                        self.family,
+                        Some(&s.sub),
+                        s.user.as_deref(),
+                        s.email.as_deref(),
+                        s.name.as_deref(),
+                        &s.groups,
+                    ),
+                    None,
+                )
+                .into(),
             groups: s.groups.as_slice().into(),
             exp_ms: s.exp.saturating_mul(1000),
         }
@@ -177,14 +186,13 @@ impl Engine {
     /// form_post to the redirect URI (Traefik). Nothing else ever needs a body.
     pub fn wants_body(&self, headers: &[(String, String)]) -> bool {
         let Some(o) = &self.oidc else { return false };
-        o.rp.cfg.flow == OidcFlow::FormPost
-            && header(headers, ":method").is_some_and(|m| m.eq_ignore_ascii_case("POST"))
-            && header(headers, ":path").is_some_and(|p| {
-                let host = normalize_host(
-                    header(headers, ":authority")
-                        .or_else(|| header(headers, "host"))
-                        .unwrap_or(""),
-                );
+        if o.rp.cfg.flow != OidcFlow::FormPost {
+            return false;
+        }
+        let v = View::read(headers, &[]);
+        v.method().eq_ignore_ascii_case("POST")
+            && v.path.is_some_and(|p| {
+                let host = normalize_host(v.authority.unwrap_or(""));
                 let path = p.split('?').next().unwrap_or(p);
                 o.rp.is_callback(&host, path)
             })
@@ -192,9 +200,11 @@ impl Engine {
 
     /// Barbican's own endpoints in oidc mode (the redirect URI and the logout path), which
     /// come before any route rule.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn oidc_endpoint(
         &mut self,
         req: Request<'_>,
+        v: &View<'_>,
         now: Millis,
         store: &mut dyn SharedStore,
         host: &str,
@@ -202,8 +212,8 @@ impl Engine {
         query: Option<&str>,
     ) -> Option<Step> {
         match self.own_endpoint(host, match_path)? {
-            OwnEndpoint::Callback => Some(self.callback(req, now, query)),
-            OwnEndpoint::Logout => Some(self.logout(req.headers, now, store)),
+            OwnEndpoint::Callback => Some(self.callback(req, v, now, query)),
+            OwnEndpoint::Logout => Some(self.logout(v, now, store)),
         }
     }
 
@@ -223,6 +233,7 @@ impl Engine {
     pub(super) fn oidc_protected(
         &mut self,
         req: Request<'_>,
+        v: &View<'_>,
         now: Millis,
         store: &mut dyn SharedStore,
         ctx: ProtectedCtx<'_>,
@@ -231,7 +242,7 @@ impl Engine {
             self.counters.unavailable += 1;
             return respond(503, BODY_503, "no_session_config");
         };
-        let value = rp::cookie(req.headers, &o.rp.cfg.cookie.name);
+        let value = rp::cookie(v.all(v.cookie, "cookie"), &o.rp.cfg.cookie.name);
         let mut found = None;
         if let Some(v) = value.filter(|v| v.len() <= rp::MAX_COOKIE_VALUE) {
             // This cache holds sessions only: the cookie value itself is the key material.
@@ -351,22 +362,27 @@ impl Engine {
     }
 
     /// The provider's return to the redirect URI.
-    fn callback(&mut self, req: Request<'_>, now: Millis, query: Option<&str>) -> Step {
+    fn callback(
+        &mut self,
+        req: Request<'_>,
+        v: &View<'_>,
+        now: Millis,
+        query: Option<&str>,
+    ) -> Step {
         let Some(o) = &self.oidc else {
             return respond(503, BODY_503, "no_session_config");
         };
-        let headers = req.headers;
         let clear_login = vec![(
             "set-cookie".to_string(),
             o.rp.set_cookie(&o.rp.login_cookie_name(), "", 0, o.rp.login_same_site()),
         )];
-        let method = header(headers, ":method").unwrap_or("GET");
+        let method = v.method();
         let pairs = match o.rp.cfg.flow {
             OidcFlow::Code if method.eq_ignore_ascii_case("GET") => {
                 rp::form_pairs(query.unwrap_or(""))
             }
             OidcFlow::FormPost if method.eq_ignore_ascii_case("POST") => {
-                let form = header(headers, "content-type").is_some_and(|c| {
+                let form = v.content_type.is_some_and(|c| {
                     c.to_ascii_lowercase()
                         .starts_with("application/x-www-form-urlencoded")
                 });
@@ -401,7 +417,7 @@ impl Engine {
             return login_failed(400, clear_login, "login_expired");
         }
         // The login must come back to the browser that started it (login CSRF).
-        let bound = rp::cookie(headers, &o.rp.login_cookie_name())
+        let bound = rp::cookie(v.all(v.cookie, "cookie"), &o.rp.login_cookie_name())
             .is_some_and(|b| seal::same(b.as_bytes(), state.b.as_bytes()));
         if !bound {
             self.counters.denied += 1;
@@ -628,17 +644,12 @@ impl Engine {
     /// Ends the session: the cookie is cleared, the session is marked revoked for every
     /// worker until it would have expired, and the browser goes to the provider's
     /// end-session endpoint.
-    fn logout(
-        &mut self,
-        headers: &[(String, String)],
-        now: Millis,
-        store: &mut dyn SharedStore,
-    ) -> Step {
+    fn logout(&mut self, view: &View<'_>, now: Millis, store: &mut dyn SharedStore) -> Step {
         let Some(o) = &mut self.oidc else {
             return respond(503, BODY_503, "no_session_config");
         };
         let name = o.rp.cfg.cookie.name.clone();
-        if let Some(v) = rp::cookie(headers, &name) {
+        if let Some(v) = rp::cookie(view.all(view.cookie, "cookie"), &name) {
             o.sessions.remove(v.as_bytes());
             let exp =
                 o.rp.sessions

@@ -1093,6 +1093,49 @@ fn require_groups_any_and_all() {
     );
 }
 
+/// `forward_headers`: only the named headers go upstream, the groups header is still read
+/// for `require_groups` (held, never written), from this worker's cache and another's.
+#[test]
+fn forward_headers_keeps_named_headers_and_still_checks_groups() {
+    let mut cfg = config();
+    cfg["forward_headers"] = json!(["X-Authentik-Username", "x-authentik-e*"]);
+    let (mut e, mut s) = (engine_with(&cfg), MemStore::default());
+    let call = expect_call(decide(&mut e, &mut s, 1, &session("/admin/"), T0));
+    let step = answer(&mut e, &mut s, &call, 200, &alice(), T0);
+    let [(1, Step::Allow(a))] = step.as_slice() else {
+        panic!("{step:?}")
+    };
+    let up: Headers = a.upstream().cloned().collect();
+    let want = h(&[
+        ("x-authentik-username", "alice"),
+        ("x-authentik-email", "alice@example.org"),
+    ]);
+    assert_eq!(up, want);
+    assert!(a.set.iter().any(|(n, _)| n == ":x-authentik-groups"));
+    let mut other = engine_with(&cfg);
+    for (id, eng) in [(2, &mut e), (3, &mut other)] {
+        let Step::Allow(a) = decide(eng, &mut s, id, &session("/admin/"), T0 + 1) else {
+            panic!("cached allow expected")
+        };
+        assert_eq!(a.upstream().cloned().collect::<Headers>(), want);
+        assert_eq!(
+            decide(eng, &mut s, id + 10, &session("/ops/"), T0 + 1),
+            forbidden("groups"),
+            "groups still read from the held header"
+        );
+    }
+    // Without group rules nothing is held.
+    let mut cfg = json!({"session": config()["session"], "forward_headers": ["x-authentik-uid"],
+                         "default_policy": "protected"});
+    cfg["session"]["cache"]["per_host"] = json!(false);
+    let (mut e, mut s) = (engine_with(&cfg), MemStore::default());
+    let call = expect_call(decide(&mut e, &mut s, 1, &session("/app/"), T0));
+    assert_eq!(
+        answer(&mut e, &mut s, &call, 200, &alice(), T0),
+        vec![(1, allowed(h(&[("x-authentik-uid", "u-1")])))]
+    );
+}
+
 #[test]
 fn cors_preflight_passes_only_where_allowed() {
     let (mut e, mut s) = (engine(), MemStore::default());

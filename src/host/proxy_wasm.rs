@@ -10,7 +10,7 @@
 //! across a call that could re-enter the guest.
 
 use crate::cache::{Headers, SharedStore};
-use crate::decision::{CallId, Counters, Engine, ReqId, Request, Step};
+use crate::decision::{Allow, CallId, Counters, Engine, ReqId, Request, Step};
 use crate::Millis;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -148,14 +148,15 @@ fn flush_metrics(state: &mut State) {
 /// bench/hostcost.py). A cached session hands out the same `Arc` on every hit, so the answer
 /// is kept for the last one seen: checked on every request, the names would cost in V8 about
 /// what `add` saves.
-fn addable(s: &mut State, set: &Headers) -> bool {
+fn addable(s: &mut State, a: &Allow) -> bool {
+    let set = &a.set;
     if let Some((seen, ok)) = &s.addable {
         if Headers::ptr_eq(seen, set) {
             return *ok;
         }
     }
-    let ok = set.iter().enumerate().all(|(i, (n, _))| {
-        s.engine.always_strips(n) && !set.iter().take(i).any(|(m, _)| m.eq_ignore_ascii_case(n))
+    let ok = a.upstream().enumerate().all(|(i, (n, _))| {
+        s.engine.always_strips(n) && !a.upstream().take(i).any(|(m, _)| m.eq_ignore_ascii_case(n))
     });
     s.addable = Some((Headers::clone(set), ok));
     ok
@@ -170,8 +171,8 @@ fn act(id: ReqId, step: Step, resume: bool) -> Action {
             for name in &a.remove {
                 let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
             }
-            let add = with_state(|s| addable(s, &a.set)).unwrap_or(false);
-            for (n, v) in a.set.iter() {
+            let add = with_state(|s| addable(s, &a)).unwrap_or(false);
+            for (n, v) in a.upstream() {
                 let _ = if add {
                     hostcalls::add_map_value(MapType::HttpRequestHeaders, n, v)
                 } else {

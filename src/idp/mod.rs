@@ -295,6 +295,13 @@ impl ForwardAuth {
     }
 
     /// The user's groups from an allow answer's identity headers.
+    /// The response header the dialect reads groups from, if any.
+    pub fn groups_header(&self) -> Option<&str> {
+        self.groups_header.as_deref()
+    }
+
+    /// Groups from an answer's identity headers: the groups header, forwarded or held
+    /// ([`crate::identity::HELD`]).
     pub fn groups<'a>(
         &'a self,
         identity: &'a [(String, String)],
@@ -302,19 +309,16 @@ impl ForwardAuth {
         let name = self.groups_header.as_deref();
         identity
             .iter()
-            .filter(move |(n, _)| Some(n.as_str()) == name)
+            .filter(move |(n, _)| Some(n.strip_prefix(crate::identity::HELD).unwrap_or(n)) == name)
             .flat_map(move |(_, v)| crate::identity::split_groups(v, &self.groups_separator))
     }
 
     /// The session part of the Cookie header(s): `name=value` pairs whose names match the
     /// configured prefixes, sorted so cookie order does not split the cache.
-    pub fn session_cookies<'a>(&self, headers: &'a [(String, String)]) -> Vec<&'a str> {
+    pub fn session_cookies<'a>(&self, cookies: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
         // Plain loops: this runs on every protected request.
         let mut out: Vec<&str> = Vec::new();
-        for (n, v) in headers {
-            if !n.eq_ignore_ascii_case("cookie") {
-                continue;
-            }
+        for v in cookies {
             for kv in v.split(';') {
                 let kv = kv.trim();
                 if kv.is_empty() {
@@ -522,10 +526,15 @@ mod tests {
             ("cookie", "authentik_proxy_b=2"),
             ("cookie", "authentik_proxy_a=1;other=x"),
         ]);
+        let cookies = |h: &Vec<(String, String)>| -> Vec<String> {
+            let v = crate::request::View::read(h, &[]);
+            let c = f.session_cookies(v.all(v.cookie, "cookie"));
+            c.into_iter().map(str::to_string).collect()
+        };
         assert_eq!(
-            f.session_cookies(&a),
+            cookies(&a),
             vec!["authentik_proxy_a=1", "authentik_proxy_b=2"]
         );
-        assert_eq!(f.session_cookies(&a), f.session_cookies(&b));
+        assert_eq!(cookies(&a), cookies(&b));
     }
 }

@@ -308,3 +308,28 @@ def test_cache_is_shared_across_worker_threads(wasm, outpost, upstream):
         assert calls(outpost) - before == 1
     finally:
         env.stop()
+
+
+def test_forward_headers_sends_only_the_named_identity_headers(wasm, outpost, upstream):
+    """`forward_headers`: the upstream gets only the named headers (a name and a prefix);
+    the rest of Authentik's family is neither forwarded nor accepted from the client, and
+    `require_groups` still reads the groups the outpost answered."""
+    cfg = H.default_plugin_config()
+    cfg["forward_headers"] = ["X-authentik-username", "x-authentik-meta-*"]
+    env = H.start_envoy(cfg, wasm, clusters={"outpost": outpost.port, "upstream": upstream.port})
+    try:
+        alice = outpost.cookie("alice", ["admins", "users"])
+        for _ in range(2):  # the answer, then the cached decision
+            r = H.get(env.port, "/dash", headers=H.browser_headers(alice, H.SPOOFED_HEADERS))
+            assert r.status == 200, r
+            sent = {n.lower() for n in r.upstream["headers"] if n.lower().startswith("x-authentik-")}
+            assert r.upstream_header("x-authentik-username") == ["alice"]
+            assert sent and all(n == "x-authentik-username" or n.startswith("x-authentik-meta-")
+                                for n in sent), sent
+            assert not H.spoofed_leaks(r.upstream["headers"])
+        assert H.get(env.port, "/admin/x", headers=H.browser_headers(alice)).status == 200
+        bob = outpost.cookie("bob", ["users"])
+        r = H.get(env.port, "/admin/x", headers=H.browser_headers(bob))
+        assert r.status == 403 and not r.from_upstream, r
+    finally:
+        env.stop()

@@ -114,7 +114,7 @@ mod host {
                     for name in &a.remove {
                         request.header.remove(name.as_bytes());
                     }
-                    for (n, v) in a.set.iter() {
+                    for (n, v) in a.upstream() {
                         request.header.set(n.as_bytes(), v.as_bytes());
                     }
                     if let Some(p) = &a.path {
