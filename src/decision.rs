@@ -421,7 +421,7 @@ impl Engine {
                 store,
                 &host,
                 &norm.match_path,
-                norm.query.as_deref(),
+                norm.query,
             ) {
                 return step;
             }
@@ -435,8 +435,13 @@ impl Engine {
         };
         let route = idx.and_then(|i| self.routes.get(i));
         let policy = route.map_or(self.default_policy, |r| r.policy);
-        let pq = norm.path_and_query();
-        let path = (pq != raw_path).then(|| pq.clone());
+        // A path normalization left alone is borrowed from the request, and so is the
+        // target: no copy of it on most requests.
+        let pq = match norm.path {
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(raw_path),
+            std::borrow::Cow::Owned(_) => std::borrow::Cow::Owned(norm.path_and_query()),
+        };
+        let path = (pq != raw_path).then(|| pq.to_string());
 
         // Signing out ends the session whatever the route: drop its cached decision before
         // the request reaches the IdP, so no worker answers from it afterwards, and make sure
@@ -444,7 +449,7 @@ impl Engine {
         let signing_out = self
             .fa
             .as_ref()
-            .is_some_and(|fa| fa.is_sign_out(&norm.match_path, norm.query.as_deref()));
+            .is_some_and(|fa| fa.is_sign_out(&norm.match_path, norm.query));
         if signing_out {
             if let Some(key) = self.key_for(&v, &host, method, &norm.match_path) {
                 self.local.remove(&key);
@@ -493,7 +498,7 @@ impl Engine {
                     idx,
                     remove,
                     path,
-                    norm.query.as_deref(),
+                    norm.query,
                 )
             }
             Policy::Protected => {

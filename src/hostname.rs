@@ -46,7 +46,7 @@ impl HostPattern {
 }
 
 /// Lower-cases a Host/`:authority` value and drops the port and a trailing dot.
-pub fn normalize_host(authority: &str) -> String {
+pub fn normalize_host(authority: &str) -> std::borrow::Cow<'_, str> {
     let a = authority.trim();
     let host = if let Some(rest) = a.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.
@@ -60,7 +60,13 @@ pub fn normalize_host(authority: &str) -> String {
             }
         })
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    // Borrowed when already lower case (nearly every request): no copy per request.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]
