@@ -184,19 +184,35 @@ pub fn run(opts: Options) -> ExitCode {
         ready: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
     });
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    match runtime(shared.settings.workers) {
+        Ok(rt) => rt.block_on(async move {
+            // The accept loop runs as a task, not on the thread that called block_on: with
+            // several workers, each accepted connection then starts on the worker that
+            // accepted it instead of being handed to another thread.
+            tokio::spawn(serve(shared, addr))
+                .await
+                .unwrap_or(ExitCode::from(1))
+        }),
         Err(e) => {
             println!("cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            ExitCode::from(1)
         }
-    };
-    rt.block_on(serve(shared, addr))
+    }
+}
+
+/// One thread for `workers` 1 (`serve.workers`, doc.rs says why that is the default),
+/// else a work-stealing runtime with that many.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
 }
 
 /// What a valid document lacks for serve, beyond `clusters`: the proxy in front must be
@@ -242,6 +258,12 @@ async fn serve(shared: Arc<Shared>, addr: SocketAddr) -> ExitCode {
 
     let max_conns = shared.settings.max_connections;
     let conns = Arc::new(Semaphore::new(max_conns));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(shared.settings.idle_timeout_ms))
+        .max_buf_size(shared.settings.max_header_bytes.max(8192))
+        .keep_alive(true);
     let (stop_tx, stop_rx) = watch::channel(false);
     loop {
         let permit = tokio::select! {
@@ -264,20 +286,14 @@ async fn serve(shared: Arc<Shared>, addr: SocketAddr) -> ExitCode {
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let mut stop = stop_rx.clone();
+        let http1 = http1.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let s = &shared.settings;
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(s.idle_timeout_ms))
-                .max_buf_size(s.max_header_bytes.max(8192))
-                .keep_alive(true);
-            let svc_shared = shared.clone();
             let svc = hyper::service::service_fn(move |req| {
-                let sh = svc_shared.clone();
+                let sh = shared.clone();
                 async move { Ok::<_, Infallible>(handle(sh, peer, req).await) }
             });
-            let conn = b.serve_connection(TokioIo::new(stream), svc);
+            let conn = http1.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

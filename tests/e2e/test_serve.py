@@ -335,8 +335,12 @@ def test_outpost_garbage_slow_or_redirecting_elsewhere_fails_closed():
         elsewhere.shutdown()
 
 
-def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(outpost):
-    sv = S.start_serve(S.serve_config(outpost.port, timeout_ms=4000))
+# workers 1 (the default): one thread; 2: the work-stealing runtime (doc.rs, serve.workers).
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(outpost, workers):
+    cfg = S.serve_config(outpost.port, timeout_ms=4000)
+    cfg["serve"]["workers"] = workers
+    sv = S.start_serve(cfg)
     try:
         cookie = outpost.cookie(user="drain")
         outpost.set_mode("delay", 1.5)
