@@ -414,15 +414,9 @@ impl Engine {
         // Barbican's own OIDC endpoints (redirect URI, logout) come before any rule; they
         // answer the browser themselves and never reach an upstream.
         if self.oidc.is_some() {
-            if let Some(step) = self.oidc_endpoint(
-                req,
-                &v,
-                now,
-                store,
-                &host,
-                &norm.match_path,
-                norm.query,
-            ) {
+            if let Some(step) =
+                self.oidc_endpoint(req, &v, now, store, &host, &norm.match_path, norm.query)
+            {
                 return step;
             }
         }
@@ -490,16 +484,7 @@ impl Engine {
                         ..Allow::default()
                     });
                 }
-                self.api_request(
-                    req,
-                    &v,
-                    now,
-                    store,
-                    idx,
-                    remove,
-                    path,
-                    norm.query,
-                )
+                self.api_request(req, &v, now, store, idx, remove, path, norm.query)
             }
             Policy::Protected => {
                 self.counters.requests_protected += 1;

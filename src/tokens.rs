@@ -10,6 +10,7 @@ use crate::request::View;
 use crate::Millis;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Authentik's convention: HTTP Basic with this username carries a token as the password
@@ -278,8 +279,9 @@ pub fn verify(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
     pub exp_ms: Millis,
-    pub scopes: Vec<String>,
-    pub groups: Vec<String>,
+    /// Shared, so that serving a cached token copies no strings.
+    pub scopes: Arc<[String]>,
+    pub groups: Arc<[String]>,
     /// Identity headers for the upstream.
     pub identity: Headers,
     /// For JWTs: the verifying provider and its key-set fingerprint at the time.
@@ -360,8 +362,8 @@ impl TokenInfo {
         TokenInfo {
             exp_ms: c.exp.saturating_mul(1000),
             identity: fwd.apply(all, None).into(),
-            scopes: c.scopes.clone(),
-            groups: c.groups.clone(),
+            scopes: c.scopes.as_slice().into(),
+            groups: c.groups.as_slice().into(),
             verified_by: None,
         }
     }
@@ -401,12 +403,14 @@ impl TokenInfo {
                 .split(' ')
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             groups: get(":groups")
                 .split('\n')
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             identity: e
                 .headers
                 .iter()
@@ -418,14 +422,18 @@ impl TokenInfo {
     }
 }
 
-/// Where the request's token is, if any, and whether it came from Basic.
+/// The request's token, if any: borrowed from the request where it is written as is (a
+/// bearer token, a cookie), so a cached token costs no copy.
+///
+/// A bearer token must be one word (RFC 6750); that scan of the whole token is left to
+/// [`bearer_is_one_word`] on a cache miss: a cached token passed it when it was verified.
 pub fn extract<'a>(
     v: &View<'a>,
     query: Option<&'a str>,
     token_query: Option<&str>,
     token_cookie: Option<&str>,
     basic: bool,
-) -> Result<Option<String>, &'static str> {
+) -> Result<Option<Cow<'a, str>>, &'static str> {
     if let Some(auth) = v.authorization.first {
         // Two Authorization fields are two credentials: no choosing one (the upstream might
         // read the other). Envoy joins them with ',' (then "bearer_malformed"); hosts that
@@ -436,10 +444,10 @@ pub fn extract<'a>(
         let (scheme, rest) = auth.trim().split_once(' ').unwrap_or((auth.trim(), ""));
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
-            return if rest.is_empty() || rest.contains(' ') {
+            return if rest.is_empty() {
                 Err("bearer_malformed")
             } else {
-                Ok(Some(rest.to_string()))
+                Ok(Some(Cow::Borrowed(rest)))
             };
         }
         if scheme.eq_ignore_ascii_case("basic") && basic {
@@ -447,7 +455,7 @@ pub fn extract<'a>(
             let text = String::from_utf8(raw).map_err(|_| "basic_malformed")?;
             return match text.split_once(':') {
                 Some((AUTHENTIK_TOKEN_USER, pass)) if !pass.is_empty() => {
-                    Ok(Some(pass.to_string()))
+                    Ok(Some(Cow::Owned(pass.to_string())))
                 }
                 _ => Err("basic_not_a_token"),
             };
@@ -457,7 +465,9 @@ pub fn extract<'a>(
     if let (Some(name), Some(q)) = (token_query, query) {
         for kv in q.split('&') {
             if let Some(v) = kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-                return Ok(Some(percent_decode(v).ok_or("query_token_malformed")?));
+                return Ok(Some(Cow::Owned(
+                    percent_decode(v).ok_or("query_token_malformed")?,
+                )));
             }
         }
     }
@@ -469,12 +479,23 @@ pub fn extract<'a>(
                     .strip_prefix(name)
                     .and_then(|r| r.strip_prefix('='))
                 {
-                    return Ok(Some(t.to_string()));
+                    return Ok(Some(Cow::Borrowed(t)));
                 }
             }
         }
     }
     Ok(None)
+}
+
+/// Whether a token from `Authorization: Bearer` is one word, as RFC 6750 writes it: checked
+/// on a cache miss only (see [`extract`]). Other sources are not split on spaces.
+pub fn bearer_is_one_word(v: &View<'_>, token: &str) -> bool {
+    let bearer = v
+        .authorization
+        .first
+        .and_then(|a| a.trim_start().get(..6))
+        .is_some_and(|s| s.eq_ignore_ascii_case("bearer"));
+    !(bearer && token.contains(' '))
 }
 
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
@@ -519,7 +540,8 @@ mod tests {
         basic: bool,
     ) -> Result<Option<String>, &'static str> {
         let v = View::read(headers, &[]);
-        super::extract(&v, query, token_query, token_cookie, basic)
+        let t = super::extract(&v, query, token_query, token_cookie, basic)?;
+        Ok(t.map(Cow::into_owned))
     }
 
     /// Found reading what the headers fuzz target reaches: `from_str_radix` takes a sign,
@@ -655,8 +677,8 @@ mod tests {
     fn token_info_survives_the_store_format() {
         let info = TokenInfo {
             exp_ms: 5000,
-            scopes: vec!["read".into(), "write".into()],
-            groups: vec!["a b".into(), "c".into()],
+            scopes: ["read".to_string(), "write".into()].into(),
+            groups: ["a b".to_string(), "c".into()].into(),
             identity: h(&[("x-authentik-uid", "u1")]).into(),
             verified_by: Some((2, 12345)),
         };

@@ -342,6 +342,10 @@ impl Engine {
             }
         }
         self.counters.cache_miss += 1;
+        if !tokens::bearer_is_one_word(v, &token) {
+            self.counters.denied += 1;
+            return challenge(401, Some("invalid_token"), "bearer_malformed");
+        }
 
         let looks_like_jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
         if (rule.jwt || rule.basic) && looks_like_jwt && !rule.providers.is_empty() {
@@ -359,7 +363,7 @@ impl Engine {
                         call.members.push(req.id);
                     }
                     let p = Pending {
-                        token: Some(token),
+                        token: Some(token.into_owned()),
                         ..Pending::new(cid, remove, path, route, false)
                     };
                     self.pending.insert(req.id, p);
@@ -391,7 +395,15 @@ impl Engine {
             }
         }
         if rule.introspection {
-            return self.introspect(req.id, material, token, route, remove, path, now);
+            return self.introspect(
+                req.id,
+                material,
+                token.into_owned(),
+                route,
+                remove,
+                path,
+                now,
+            );
         }
         self.counters.denied += 1;
         challenge(401, Some("invalid_token"), "token_not_a_jwt")
@@ -589,8 +601,8 @@ impl Engine {
                             None,
                         )
                         .into(),
-                    scopes: i.scopes,
-                    groups: i.groups,
+                    scopes: i.scopes.into(),
+                    groups: i.groups.into(),
                     verified_by: None,
                 };
                 let until = now.saturating_add(ic.ttl_s * 1000).min(info.exp_ms);

@@ -141,6 +141,33 @@ fn forward_headers_limit_token_identity() {
     assert_eq!(status(&denied), 403);
 }
 
+/// A bearer token is one word; the check runs on a cache miss, and no cached token can
+/// carry a space (it passed the check when it was verified).
+#[test]
+fn a_bearer_token_with_a_space_is_refused() {
+    let mut e = Engine::from_json(&cfg(json!({"inline": {"keys": [p256_jwk("k1")]}}))).unwrap();
+    let mut s = MemStore::default();
+    let good = es256("k1", "read");
+    let (head, tail) = good.split_at(good.len() / 2);
+    for id in [1, 2] {
+        let r = decide(
+            &mut e,
+            &mut s,
+            id,
+            &req("/read/x", &format!("{head} {tail}")),
+            T0,
+        );
+        assert_eq!(status(&r), 401);
+    }
+    assert!(is_allow(&decide(
+        &mut e,
+        &mut s,
+        3,
+        &req("/read/x", &good),
+        T0
+    )));
+}
+
 #[test]
 fn first_request_waits_for_the_key_set_then_is_verified() {
     let mut e = Engine::from_json(&cfg(
