@@ -210,31 +210,19 @@ fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
 /// identity stripping and `match.headers` need.
 pub use barbican::text::VALUES_READ;
 
-/// The header list the engine reads: the pseudo-headers (`:method`, `:path`, `:authority`,
-/// `:scheme`), then every request header as the host reports it (Traefik gives `Host` as a
-/// header too).
-///
-/// `:scheme` comes from `X-Forwarded-Proto`, which Traefik's entry point sets (replacing a
-/// client's copy unless the client is a trusted proxy); http-wasm has no call for it.
+/// The header list the engine reads: `:method` and `:path` (http-wasm has calls for them,
+/// not headers), then every request header as the host reports it. Traefik gives `Host` as a
+/// header, which the engine reads when there is no `:authority`; the scheme is the engine's
+/// reading of `X-Forwarded-Proto` (Traefik's entry point sets it, replacing a client's copy
+/// unless the client is a trusted proxy), `http` without one: http-wasm has no call for it.
 pub fn header_list(
     method: String,
     uri: String,
     headers: Vec<(String, String)>,
 ) -> Vec<(String, String)> {
-    let authority = barbican::header(&headers, "host")
-        .unwrap_or_default()
-        .to_string();
-    let scheme = barbican::header(&headers, "x-forwarded-proto")
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|s| *s == "http" || *s == "https")
-        .unwrap_or("http")
-        .to_string();
-    let mut out = Vec::with_capacity(headers.len() + 4);
+    let mut out = Vec::with_capacity(headers.len() + 2);
     out.push((":method".to_string(), method));
     out.push((":path".to_string(), uri));
-    out.push((":authority".to_string(), authority));
-    out.push((":scheme".to_string(), scheme));
     out.extend(headers);
     out
 }
@@ -295,12 +283,16 @@ mod tests {
         let h = req("POST", "/a?b=1", &[("x-forwarded-proto", "https")]);
         assert_eq!(barbican::header(&h, ":method"), Some("POST"));
         assert_eq!(barbican::header(&h, ":path"), Some("/a?b=1"));
-        assert_eq!(barbican::header(&h, ":authority"), Some("app.test"));
+        let v = barbican::request::View::read(&h, &[]);
+        assert_eq!(v.authority, Some("app.test"));
         // The first X-Forwarded-Proto is Traefik's own.
-        assert_eq!(barbican::header(&h, ":scheme"), Some("http"));
+        assert_eq!(v.forwarded_proto, Some("http"));
         let h = header_list("GET".into(), "/".into(), Vec::new());
-        assert_eq!(barbican::header(&h, ":authority"), Some(""));
-        assert_eq!(barbican::header(&h, ":scheme"), Some("http"));
+        let v = barbican::request::View::read(&h, &[]);
+        assert_eq!(
+            (v.authority, v.scheme, v.forwarded_proto),
+            (None, None, None)
+        );
     }
 
     /// What the host adapter does: headers whose values the instance does not need keep
