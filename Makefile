@@ -40,10 +40,12 @@ deps-system:
 	@# clang builds ring's C and assembly parts for wasm32 (signature verification).
 	@# docker-registry (CNCF distribution) and skopeo: the OCI image's round trip through a real
 	@# registry on loopback (make oci PUSH=..., tests/e2e/test_oci_registry.py).
+	@# valgrind: callgrind counts instructions (bench/hostcost.py in make bench, bench/regex_cost.py).
 	@if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || ! command -v clang >/dev/null \
-	    || ! command -v skopeo >/dev/null || ! test -x /usr/bin/docker-registry; then \
+	    || ! command -v skopeo >/dev/null || ! test -x /usr/bin/docker-registry \
+	    || ! command -v valgrind >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light wrk clang skopeo docker-registry >/dev/null; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light wrk clang skopeo docker-registry valgrind >/dev/null; \
 	fi
 	@# Debian's package may start a system nginx on :80; the project never uses it.
 	@if [ -f /run/nginx.pid ]; then nginx -s stop 2>/dev/null || true; fi
@@ -138,8 +140,11 @@ e2e: deps build
 demo: deps build
 	$(PYTHON) tools/demo.py
 
+# bench/run.py (wrk, every row side by side), then bench/hostcost.py --suite (callgrind:
+# instructions and host calls per request, ~6 min); each keeps the other's section and keys.
 bench: deps build
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/hostcost.py --suite
 
 # Long reliability runs (issue #14), never in `make test` (tests/e2e/test_soak_smoke.py runs
 # both briefly): faults under load for SOAK_S seconds (default 60); Envoy's memory at
