@@ -141,7 +141,8 @@ demo: deps build
 	$(PYTHON) tools/demo.py
 
 # bench/run.py (wrk, every row side by side), then bench/hostcost.py --suite (callgrind:
-# instructions and host calls per request, ~6 min); each keeps the other's section and keys.
+# instructions and host calls per request, 3-6 min). hostcost runs last: it replaces only its
+# own section and keys, while bench/run.py rewrites both files (keeping the Reliability ones).
 bench: deps build
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/hostcost.py --suite
