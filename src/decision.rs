@@ -964,6 +964,11 @@ impl Engine {
     /// The request went away (client closed, stream reset). If it was driving a callout that
     /// others wait on, that callout becomes orphaned and [`Engine::take_orphans`] returns it.
     pub fn cancel(&mut self, id: ReqId) {
+        // Every request ends here; most never waited, and hashing the id costs more than
+        // the check.
+        if self.pending.is_empty() {
+            return;
+        }
         let Some(p) = self.pending.remove(&id) else {
             return;
         };
