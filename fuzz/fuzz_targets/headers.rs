@@ -44,17 +44,35 @@ fuzz_target!(|i: Input| {
     let headers = header_list(&i.headers);
     let from_input = |s: &str| headers.iter().any(|(_, v)| v.contains(s));
 
-    if let Some(v) = barbican::oidc::cookie(&headers, &i.cookie_name) {
+    // The engine's one-pass view finds what a scan by name finds.
+    let view = barbican::request::View::read(&headers, &[]);
+    let first = |name: &str| barbican::header(&headers, name);
+    for (got, name) in [
+        (view.path, ":path"),
+        (view.method, ":method"),
+        (view.origin, "origin"),
+        (view.accept, "accept"),
+        (view.content_type, "content-type"),
+        (view.forwarded_proto, "x-forwarded-proto"),
+        (view.cookie.first, "cookie"),
+        (view.authorization.first, "authorization"),
+        (view.forwarded_for.first, "x-forwarded-for"),
+    ] {
+        assert_eq!(got, first(name), "{name}");
+    }
+    let cookies = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("cookie"));
+    assert!(view.all(view.cookie, "cookie").eq(cookies.map(|(_, v)| v.as_str())));
+    if let Some(v) = barbican::oidc::cookie(view.all(view.cookie, "cookie"), &i.cookie_name) {
         assert!(from_input(v));
     }
     if let Some(fa) = dialects().get(usize::from(i.dialect) % 4) {
-        for c in fa.session_cookies(&headers) {
+        for c in fa.session_cookies(view.all(view.cookie, "cookie")) {
             assert!(from_input(c));
         }
         let _ = fa.is_sign_out("/oauth2/sign_out", i.query.as_deref());
     }
     let _ = barbican::tokens::extract(
-        &headers,
+        &view,
         i.query.as_deref(),
         i.token_query.as_deref(),
         i.token_cookie.as_deref(),
