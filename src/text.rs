@@ -60,21 +60,20 @@ pub fn value_text(name: &str, value: &[u8]) -> Result<String, NotText> {
 /// A header map as the engine sees it, from the host's names and value bytes. For a request,
 /// values follow [`value_text`]; for an IdP's `answer` every value is read (identity,
 /// cookies, redirects), so any value that is not UTF-8 refuses the whole answer, and the host
-/// treats it as no usable answer, which fails closed. Values are moved, not copied.
+/// treats it as no usable answer, which fails closed. Values are moved, not copied, and the
+/// list is converted in place (std collects a `Vec` into one of the same layout without
+/// allocating): this runs on every request.
 pub fn header_view(
     raw: Vec<(String, Vec<u8>)>,
     answer: bool,
 ) -> Result<Vec<(String, String)>, NotText> {
-    let mut out = Vec::with_capacity(raw.len());
-    for (n, v) in raw {
-        let v = match String::from_utf8(v) {
-            Ok(v) => v,
-            Err(_) if answer || reads_value(&n) => return Err(NotText(n)),
-            Err(_) => String::new(),
-        };
-        out.push((n, v));
-    }
-    Ok(out)
+    raw.into_iter()
+        .map(|(n, v)| match String::from_utf8(v) {
+            Ok(v) => Ok((n, v)),
+            Err(_) if answer || reads_value(&n) => Err(NotText(n)),
+            Err(_) => Ok((n, String::new())),
+        })
+        .collect()
 }
 
 #[cfg(test)]
