@@ -447,10 +447,7 @@ impl Engine {
         if signing_out {
             if let Some(key) = self.key_for(&v, &host, method, &norm.match_path) {
                 self.local.remove(&key);
-                store.set(
-                    &cache::slot_name(&sha(&key), self.cache_cfg.max_entries),
-                    &[],
-                );
+                cache::store_remove(store, &sha(&key), self.cache_cfg.max_entries);
                 if let Some(cid) = self.by_key.remove(&key) {
                     if let Some(call) = self.calls.get_mut(&cid) {
                         call.key = None;
@@ -569,8 +566,7 @@ impl Engine {
                 return self.apply(&e, route, remove, path, browser, Vec::new());
             }
             let digest = sha(key);
-            let slot = cache::slot_name(&digest, self.cache_cfg.max_entries);
-            if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, &digest)) {
+            if let Some(e) = cache::store_get(store, &digest, self.cache_cfg.max_entries) {
                 if e.is_fresh(now) && answers(&e, browser) {
                     self.counters.cache_hit += 1;
                     let trust = now
@@ -955,10 +951,7 @@ impl Engine {
             .min(e.fresh_until);
         self.local.put(key, e.clone(), trust);
         let digest = sha(key);
-        store.set(
-            &cache::slot_name(&digest, self.cache_cfg.max_entries),
-            &e.encode(&digest),
-        );
+        cache::store_put(store, &digest, e, self.cache_cfg.max_entries, now);
     }
 
     /// The request went away (client closed, stream reset). If it was driving a callout that

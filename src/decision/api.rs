@@ -323,8 +323,7 @@ impl Engine {
         }
         let material = token_material(&token);
         let digest = sha(&material);
-        let slot = cache::slot_name(&digest, self.cache_cfg.max_entries);
-        if let Some(e) = store.get(&slot).and_then(|b| Entry::decode(&b, &digest)) {
+        if let Some(e) = cache::store_get(store, &digest, self.cache_cfg.max_entries) {
             if e.is_fresh(now)
                 && (e.kind == Kind::Deny || self.api.still_valid(&TokenInfo::from_entry(&e)))
             {
@@ -386,7 +385,7 @@ impl Engine {
                         headers: Headers::default(),
                     };
                     if until > now {
-                        store.set(&slot, &e_deny.encode(&digest));
+                        cache::store_put(store, &digest, &e_deny, self.cache_cfg.max_entries, now);
                     }
                     self.counters.denied += 1;
                     return challenge(401, Some("invalid_token"), jwt_reason(e));
@@ -434,10 +433,7 @@ impl Engine {
         let entry = info.to_entry(until);
         if entry.size() as u64 <= self.cache_cfg.max_entry_bytes {
             let digest = sha(material);
-            store.set(
-                &cache::slot_name(&digest, self.cache_cfg.max_entries),
-                &entry.encode(&digest),
-            );
+            cache::store_put(store, &digest, &entry, self.cache_cfg.max_entries, now);
         }
     }
 
@@ -628,10 +624,7 @@ impl Engine {
                         status: 401,
                         headers: Headers::default(),
                     };
-                    store.set(
-                        &cache::slot_name(&digest, self.cache_cfg.max_entries),
-                        &e.encode(&digest),
-                    );
+                    cache::store_put(store, &digest, &e, self.cache_cfg.max_entries, now);
                 }
                 for m in call.members {
                     if self.pending.remove(&m).is_some() {

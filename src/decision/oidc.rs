@@ -253,9 +253,7 @@ impl Engine {
                 self.counters.cache_miss += 1;
                 let revoked = {
                     let d = sha(&material(REVOKED_PREFIX, v));
-                    store
-                        .get(&cache::slot_name(&d, self.cache_cfg.max_entries))
-                        .and_then(|b| Entry::decode(&b, &d))
+                    cache::store_get(store, &d, self.cache_cfg.max_entries)
                         .is_some_and(|e| e.is_fresh(now))
                 };
                 let session = (!revoked)
@@ -665,10 +663,7 @@ impl Engine {
                     status: 401,
                     headers: Headers::default(),
                 };
-                store.set(
-                    &cache::slot_name(&d, self.cache_cfg.max_entries),
-                    &e.encode(&d),
-                );
+                cache::store_put(store, &d, &e, self.cache_cfg.max_entries, now);
             }
         }
         let clear = o.rp.set_cookie(&name, "", 0, o.rp.cfg.cookie.same_site);

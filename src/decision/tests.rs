@@ -1678,3 +1678,39 @@ fn authentik_logout_query_on_any_path_signs_out() {
     );
     expect_call(decide(&mut e, &mut s, 3, &session("/app/"), T0 + 2 * S));
 }
+
+#[test]
+fn sessions_sharing_a_store_slot_both_keep_their_stale_allow_during_an_outage() {
+    // Two slots: every key's pair is both of them. Of three sessions, two have the same first
+    // slot (pigeonhole), which a direct-mapped store would give to only one of them.
+    let mut cfg = config();
+    cfg["session"]["cache"]["max_entries"] = json!(2);
+    let cookie = |i: usize| format!("authentik_proxy_3f2a=sess-{i}");
+    let user = |i: usize| h(&[("x-authentik-username", &format!("user-{i}"))]);
+    let req = |i: usize| get("/app/").with("cookie", &cookie(i));
+    let first_slot = |i: usize| {
+        let (mut e, mut s) = (engine_with(&cfg), MemStore::default());
+        sign_in_as(&mut e, &mut s, 1, &req(i), &user(i), T0);
+        s.map.keys().next().cloned().unwrap()
+    };
+    let slots: Vec<String> = (0..3).map(first_slot).collect();
+    let (a, b) = [(0, 1), (0, 2), (1, 2)]
+        .into_iter()
+        .find(|(a, b)| slots[*a] == slots[*b])
+        .unwrap();
+
+    let (mut e, mut s) = (engine_with(&cfg), MemStore::default());
+    sign_in_as(&mut e, &mut s, 1, &req(a), &user(a), T0);
+    sign_in_as(&mut e, &mut s, 2, &req(b), &user(b), T0 + S);
+    assert_eq!(s.map.len(), 2, "the second session took the other way");
+    // Past ttl_s (60 s), within stale_grace_s (120 s), the IdP is down: both are served.
+    let outage = T0 + 61 * S;
+    for (id, i) in [(3, a), (4, b)] {
+        let call = expect_call(decide(&mut e, &mut s, id, &req(i), outage));
+        assert_eq!(
+            answer(&mut e, &mut s, &call, 503, &vec![], outage),
+            vec![(id, allowed(user(i)))]
+        );
+    }
+    assert_eq!(e.take_counters().stale_served, 2);
+}
