@@ -37,8 +37,8 @@ for verification alone, and the cache entry of a verified JWT has the same shape
 At each checkpoint in MEMORY_N (distinct credentials so far, default "100000,1000000"):
 Envoy's VmRSS and VmHWM (/proc/PID/status) and its allocator's view (admin `/memory`:
 allocated and heap size). The cross-worker store (Envoy shared data) is not visible from
-outside; it is bounded by construction (src/cache.rs: direct-mapped, `max_entries` slots, each
-overwritten in place), and its bound is stated from the measured entry size.
+outside; it is bounded by construction (src/cache.rs: `max_entries` slots, two-way
+set-associative, each overwritten in place), and its bound is stated from the measured entry size.
 
 Rows: `rss_mb_per_100k_sessions` (RSS at 100k minus RSS before any load; goal ≤ 40 MB),
 `rss_growth_100k_to_1m` ((RSS at the last checkpoint − RSS at 100k) / RSS at 100k; goal
@@ -437,7 +437,7 @@ def main() -> int:
         rows.append(reliability.row(
             "memory_shared_store_bound_mb", out["memory_shared_store_bound_mb"], "bounded",
             f"computed: max_entries {MAX_ENTRIES} × {size} B per allow (the identity headers "
-            "of a real test-outpost session); direct-mapped slots, overwritten in place"))
+            "of a real test-outpost session); two-way set-associative slots, overwritten in place"))
     print(json.dumps(out, indent=1))
     if WRITE:
         reliability.update(out, rows)
