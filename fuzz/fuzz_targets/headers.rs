@@ -60,8 +60,12 @@ fuzz_target!(|i: Input| {
     ] {
         assert_eq!(got, first(name), "{name}");
     }
-    let cookies = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("cookie"));
-    assert!(view.all(view.cookie, "cookie").eq(cookies.map(|(_, v)| v.as_str())));
+    let cookies = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"));
+    assert!(view
+        .all(view.cookie, "cookie")
+        .eq(cookies.map(|(_, v)| v.as_str())));
     if let Some(v) = barbican::oidc::cookie(view.all(view.cookie, "cookie"), &i.cookie_name) {
         assert!(from_input(v));
     }
