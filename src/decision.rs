@@ -277,7 +277,6 @@ impl Engine {
             .and_then(|s| s.forward_auth.as_ref())
             .map(ForwardAuth::new);
         let mut api = api::Api::new(cfg)?;
-        let family = api.family;
         let oidc = match session.and_then(|s| s.oidc.as_ref()) {
             Some(o) if session.is_some_and(|s| s.mode == crate::config::SessionMode::Oidc) => {
                 let i = api.providers.len();
@@ -285,7 +284,7 @@ impl Engine {
                     .push(crate::tokens::Provider::new(i, &oidc::provider_config(o)));
                 let local = usize::try_from(cache_cfg.local_max_entries).unwrap_or(0);
                 Some(
-                    oidc::Oidc::new(o, i, family, api.forward.clone(), local).ok_or_else(|| {
+                    oidc::Oidc::new(o, i, api.identity.clone(), local).ok_or_else(|| {
                         vec![ConfigError {
                             path: "session.oidc".into(),
                             problem: "could not be compiled".into(),
@@ -826,7 +825,12 @@ impl Engine {
                     fresh_until: fresh,
                     stale_until: fresh.saturating_add(c.stale_grace_s * 1000).min(not_after),
                     status: 200,
-                    headers: self.api.forward.apply(identity.clone(), hold).into(),
+                    headers: self
+                        .api
+                        .identity
+                        .forward
+                        .apply(identity.clone(), hold)
+                        .into(),
                 };
                 if *cacheable && fresh > now {
                     if let Some(k) = &call.key {

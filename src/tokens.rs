@@ -338,6 +338,28 @@ pub fn identity(
     h
 }
 
+/// The identity headers tokens and OIDC sessions produce: the family's set from the claims,
+/// kept to `forward_headers`. One value for the API path and OIDC, which produce the same.
+#[derive(Debug, Clone)]
+pub struct IdentitySpec {
+    pub family: Family,
+    pub forward: Forward,
+}
+
+impl IdentitySpec {
+    pub fn headers(
+        &self,
+        sub: Option<&str>,
+        username: Option<&str>,
+        email: Option<&str>,
+        name: Option<&str>,
+        groups: &[String],
+    ) -> Headers {
+        let all = identity(self.family, sub, username, email, name, groups);
+        self.forward.apply(all, None).into()
+    }
+}
+
 impl crate::cache::Fresh for TokenInfo {
     fn is_fresh(&self, now: Millis) -> bool {
         now < self.exp_ms
@@ -345,9 +367,9 @@ impl crate::cache::Fresh for TokenInfo {
 }
 
 impl TokenInfo {
-    pub fn from_claims(c: &Claims, family: Family, fwd: &Forward) -> TokenInfo {
+    pub fn from_claims(c: &Claims, spec: &IdentitySpec) -> TokenInfo {
         let mut all = identity(
-            family,
+            spec.family,
             c.sub.as_deref(),
             c.preferred_username.as_deref(),
             c.email.as_deref(),
@@ -361,7 +383,7 @@ impl TokenInfo {
         }
         TokenInfo {
             exp_ms: c.exp.saturating_mul(1000),
-            identity: fwd.apply(all, None).into(),
+            identity: spec.forward.apply(all, None).into(),
             scopes: c.scopes.as_slice().into(),
             groups: c.groups.as_slice().into(),
             verified_by: None,

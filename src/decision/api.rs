@@ -37,8 +37,7 @@ pub(super) struct Api {
     pub(super) providers: Vec<Provider>,
     introspection: Option<IntrospectionConfig>,
     trusted: Vec<Cidr>,
-    pub(super) family: Family,
-    pub(super) forward: Forward,
+    pub(super) identity: tokens::IdentitySpec,
     /// Verified tokens by the whole token (per worker).
     tokens: LocalCache<TokenInfo>,
 }
@@ -123,8 +122,10 @@ impl Api {
                 .iter()
                 .filter_map(|c| Cidr::parse(c).ok())
                 .collect(),
-            family,
-            forward: Forward::new(&cfg.forward_headers),
+            identity: tokens::IdentitySpec {
+                family,
+                forward: Forward::new(&cfg.forward_headers),
+            },
             tokens: LocalCache::new(usize::try_from(local).unwrap_or(1024)),
         })
     }
@@ -144,7 +145,7 @@ impl Api {
         let f = tokens::fingerprint(self.providers.get(by).and_then(|p| p.keys.as_deref()));
         TokenInfo {
             verified_by: Some((by, f)),
-            ..TokenInfo::from_claims(claims, self.family, &self.forward)
+            ..TokenInfo::from_claims(claims, &self.identity)
         }
     }
 
@@ -582,21 +583,13 @@ impl Engine {
             {
                 let info = TokenInfo {
                     exp_ms: i.exp.map_or(u64::MAX, |e| e.saturating_mul(1000)),
-                    identity: self
-                        .api
-                        .forward
-                        .apply(
-                            tokens::identity(
-                                self.api.family,
-                                i.sub.as_deref(),
-                                i.username.as_deref(),
-                                i.email.as_deref(),
-                                i.name.as_deref(),
-                                &i.groups,
-                            ),
-                            None,
-                        )
-                        .into(),
+                    identity: self.api.identity.headers(
+                        i.sub.as_deref(),
+                        i.username.as_deref(),
+                        i.email.as_deref(),
+                        i.name.as_deref(),
+                        &i.groups,
+                    ),
                     scopes: i.scopes.into(),
                     groups: i.groups.into(),
                     verified_by: None,

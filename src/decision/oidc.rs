@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::cache::Fresh;
-use crate::config::{Family, OidcConfig, OidcFlow, ProviderConfig};
+use crate::config::{OidcConfig, OidcFlow, ProviderConfig};
 use crate::oidc::{self as rp, LoginState, Rp, Session};
 use crate::seal::{self, Entropy};
 use crate::tokens::{self, Outcome};
@@ -33,8 +33,7 @@ pub(super) struct Oidc {
     /// so no api route accepts an id_token as a bearer token).
     provider: usize,
     sessions: LocalCache<SessionInfo>,
-    family: Family,
-    forward: crate::identity::Forward,
+    identity: tokens::IdentitySpec,
 }
 
 /// A login between the provider's return and the session cookie: waiting for the token
@@ -86,8 +85,7 @@ impl Oidc {
     pub(super) fn new(
         o: &OidcConfig,
         provider: usize,
-        family: Family,
-        forward: crate::identity::Forward,
+        identity: tokens::IdentitySpec,
         local: usize,
     ) -> Option<Oidc> {
         let rp = Rp::new(o)?;
@@ -98,27 +96,19 @@ impl Oidc {
             entropy,
             provider,
             sessions: LocalCache::new(local),
-            family,
-            forward,
+            identity,
         })
     }
 
     fn info(&self, s: &Session) -> SessionInfo {
         SessionInfo {
-            identity: self
-                .forward
-                .apply(
-                    tokens::identity(
-                        self.family,
-                        Some(&s.sub),
-                        s.user.as_deref(),
-                        s.email.as_deref(),
-                        s.name.as_deref(),
-                        &s.groups,
-                    ),
-                    None,
-                )
-                .into(),
+            identity: self.identity.headers(
+                Some(&s.sub),
+                s.user.as_deref(),
+                s.email.as_deref(),
+                s.name.as_deref(),
+                &s.groups,
+            ),
             groups: s.groups.as_slice().into(),
             exp_ms: s.exp.saturating_mul(1000),
         }
