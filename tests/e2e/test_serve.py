@@ -504,3 +504,22 @@ def test_check_host_traefik_lists_what_the_plugin_cannot_do(outpost, tmp_path):
         p = subprocess.run([str(S.require_binary()), "check", "--host", host, str(path)],
                            capture_output=True, text=True, timeout=20)
         assert p.returncode == 0 and p.stdout.strip() == f"{path}: ok", (host, p.stdout)
+
+
+def test_forward_headers_answers_only_the_named_identity_headers(outpost):
+    """`forward_headers` in serve: the answer the proxy copies carries only the named headers
+    (never the groups header `require_groups` still reads, under its engine-private name)."""
+    cfg = S.serve_config(outpost.port)
+    cfg["forward_headers"] = ["X-authentik-username"]
+    sv = S.start_serve(cfg)
+    try:
+        admin = outpost.cookie(user="erin", groups=["admins"])
+        for _ in range(2):  # the outpost's answer, then the cached decision
+            r = S.ask(sv, "traefik", "/admin/x", H.browser_headers(admin))
+            assert r.status == 200, r
+            assert S.identity(r) == {"x-authentik-username": "erin"}, r
+            assert not any(n.startswith(":") for n, _ in r.headers), r
+        guest = outpost.cookie(user="guest2", groups=["users"])
+        assert S.ask(sv, "traefik", "/admin/x", H.browser_headers(guest)).status == 403
+    finally:
+        sv.stop()
