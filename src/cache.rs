@@ -351,8 +351,12 @@ impl<T: Clone + Fresh> LocalCache<T> {
     /// A fresh, trusted entry for `material`.
     pub fn get(&self, material: &[u8], now: Millis) -> Option<&T> {
         let slot = self.slots.get(self.index(material)?)?.as_ref()?;
-        (*slot.material == *material && now < slot.trust_until && slot.entry.is_fresh(now))
-            .then_some(&slot.entry)
+        // Compared whole, in time that depends on the length only (`seal::same`): how far two
+        // credentials agree is nobody's business.
+        (crate::seal::same(&slot.material, material)
+            && now < slot.trust_until
+            && slot.entry.is_fresh(now))
+        .then_some(&slot.entry)
     }
 
     pub fn put(&mut self, material: &[u8], entry: T, trust_until: Millis) {
@@ -390,6 +394,20 @@ impl<T: Clone + Fresh> LocalCache<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn material_is_compared_whole() {
+        use crate::seal::same as same_material;
+        let a: Vec<u8> = (0..=255u8).cycle().take(517).collect();
+        assert!(same_material(&a, &a.clone()));
+        assert!(same_material(b"", b""));
+        for i in [0, 7, 8, 511, 512, 516] {
+            let mut b = a.clone();
+            b[i] ^= 1;
+            assert!(!same_material(&a, &b), "{i}");
+        }
+        assert!(!same_material(&a, &a[..516]));
+    }
 
     fn entry() -> Entry {
         Entry {

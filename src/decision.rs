@@ -8,7 +8,7 @@ use crate::config::{CacheConfig, Config, ConfigError, Dialect, GroupsMatch, Limi
 use crate::identity::is_identity_header;
 use crate::idp::{ForwardAuth, Original, Verdict};
 use crate::path::NormalizedPath;
-use crate::request::View;
+use crate::request::{Header, View};
 use crate::route::{self, normalize_host, normalize_path, Route};
 use crate::{header, Millis};
 use std::collections::HashMap;
@@ -51,7 +51,7 @@ impl Allow {
     pub fn upstream(&self) -> impl Iterator<Item = &(String, String)> {
         self.set
             .iter()
-            .filter(|(n, _)| !n.starts_with(crate::identity::HELD))
+            .filter(|(n, _)| !crate::identity::is_held(n))
     }
 }
 
@@ -79,7 +79,7 @@ pub struct Callout {
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub id: ReqId,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [crate::request::Header<'a>],
     /// The connection's peer address (Envoy's `source.address`). Hosts need to supply it
     /// only when [`Engine::needs_peer`] says a rule uses it.
     pub peer: Option<std::net::IpAddr>,
@@ -229,6 +229,8 @@ pub struct Engine {
     counters: Counters,
     api: api::Api,
     oidc: Option<oidc::Oidc>,
+    /// The last cache key no longer needed, reused by the next [`Engine::key_for`].
+    key_buf: Vec<u8>,
 }
 
 const BODY_400: &str = "Bad Request\n";
@@ -324,6 +326,7 @@ impl Engine {
             counters: Counters::default(),
             api,
             oidc,
+            key_buf: Vec::new(),
         })
     }
 
@@ -336,9 +339,9 @@ impl Engine {
     /// The rule a request matches (index into the config's routes) and its policy, or why no
     /// rule is consulted: its path was refused, or it is for one of Barbican's own OIDC
     /// endpoints, which answer before any rule. For `barbican explain` and logs.
-    pub fn route_of(
+    pub fn route_of<'h>(
         &self,
-        headers: &[(String, String)],
+        headers: &'h [Header<'h>],
     ) -> Result<(Option<&Route>, Policy), &'static str> {
         let v = View::read(headers, &self.strip_extra);
         let path = v.path.ok_or("no_path")?;
@@ -362,7 +365,7 @@ impl Engine {
     /// parameters are matched once.
     fn rule_for(
         &self,
-        headers: &[(String, String)],
+        headers: &[Header<'_>],
         host: &str,
         norm: &NormalizedPath,
         method: &str,
@@ -444,7 +447,7 @@ impl Engine {
             .as_ref()
             .is_some_and(|fa| fa.is_sign_out(&norm.match_path, norm.query));
         if signing_out {
-            if let Some(key) = self.key_for(&v, &host, method, &norm.match_path) {
+            if let Some(key) = self.key_for(Vec::new(), &v, &host, method, &norm.match_path) {
                 self.local.remove(&key);
                 cache::store_remove(store, &sha(&key), self.cache_cfg.max_entries);
                 if let Some(cid) = self.by_key.remove(&key) {
@@ -511,7 +514,8 @@ impl Engine {
                 let key = if signing_out {
                     None
                 } else {
-                    self.key_for(&v, &host, method, &norm.match_path)
+                    let buf = std::mem::take(&mut self.key_buf);
+                    self.key_for(buf, &v, &host, method, &norm.match_path)
                 };
                 let ctx = Ctx {
                     route: idx,
@@ -558,20 +562,24 @@ impl Engine {
             ..
         } = ctx;
         let mut stale = None;
-        if let Some(key) = &key {
-            if let Some(e) = self.local.get(key, now).filter(|e| answers(e, browser)) {
+        if let Some(k) = &key {
+            if let Some(e) = self.local.get(k, now).filter(|e| answers(e, browser)) {
                 self.counters.cache_hit += 1;
                 let e = e.clone();
-                return self.apply(&e, route, remove, path, browser, Vec::new());
+                let step = self.apply(&e, route, remove, path, browser, Vec::new());
+                if let Some(k) = key {
+                    self.key_buf = k;
+                }
+                return step;
             }
-            let digest = sha(key);
+            let digest = sha(k);
             if let Some(e) = cache::store_get(store, &digest, self.cache_cfg.max_entries) {
                 if e.is_fresh(now) && answers(&e, browser) {
                     self.counters.cache_hit += 1;
                     let trust = now
                         .saturating_add(self.cache_cfg.local_ttl_s * 1000)
                         .min(e.fresh_until);
-                    self.local.put(key, e.clone(), trust);
+                    self.local.put(k, e.clone(), trust);
                     return self.apply(&e, route, remove, path, browser, Vec::new());
                 }
                 if e.is_servable_stale(now) {
@@ -641,15 +649,46 @@ impl Engine {
     /// cache compares it whole; the shared store names entries by its SHA-256. `None` when the
     /// request carries no credentials: the IdP's answer to an anonymous request (a login
     /// redirect naming its URL) is specific to that request and is never shared.
-    fn key_for(&self, v: &View<'_>, host: &str, method: &str, match_path: &str) -> Option<Vec<u8>> {
+    ///
+    /// A request with one session cookie (nearly all) needs no list of them, and the key is
+    /// written into the buffer the last cache hit gave back (`key_buf`): on a cached request
+    /// this allocates nothing.
+    fn key_for(
+        &self,
+        mut m: Vec<u8>,
+        v: &View<'_>,
+        host: &str,
+        method: &str,
+        match_path: &str,
+    ) -> Option<Vec<u8>> {
         let fa = self.fa.as_ref()?;
-        let cookies = fa.session_cookies(v.all(v.cookie, "cookie"));
+        // One Cookie header with one session pair (nearly every request) is found by a plain
+        // loop; anything more takes the sorted list.
+        let mut one = None;
+        let mut more = v.cookie.count > 1;
+        if v.cookie.count == 1 {
+            for kv in crate::ascii::split(v.cookie.first.unwrap_or(""), b';') {
+                let kv = kv.trim_ascii();
+                if !kv.is_empty() && fa.is_session_cookie(kv) {
+                    if one.is_some() {
+                        more = true;
+                        break;
+                    }
+                    one = Some(kv);
+                }
+            }
+        }
+        let list = match more {
+            true => fa.session_cookies(v.all(v.cookie, "cookie")),
+            false => Vec::new(),
+        };
         let auth = v.authorization.first;
-        if cookies.is_empty() && auth.is_none() {
+        if one.is_none() && list.is_empty() && auth.is_none() {
             return None;
         }
+        let one = one.filter(|_| !more);
         // Unambiguous: each part ends in NUL, which no header value can contain.
-        let mut m = Vec::with_capacity(128);
+        m.clear();
         if self.cache_cfg.per_host {
             m.extend_from_slice(host.as_bytes());
         }
@@ -660,7 +699,7 @@ impl Engine {
             m.extend_from_slice(match_path.as_bytes());
         }
         m.push(0);
-        for c in cookies {
+        for c in list.iter().chain(one.as_ref()) {
             m.extend_from_slice(c.as_bytes());
             m.push(0);
         }

@@ -50,9 +50,9 @@ pub fn normalize_host(authority: &str) -> std::borrow::Cow<'_, str> {
     let a = authority.trim();
     let host = if let Some(rest) = a.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.
-        rest.split(']').next().unwrap_or(rest)
+        crate::ascii::split_once(rest, b']').map_or(rest, |(h, _)| h)
     } else {
-        a.rsplit_once(':').map_or(a, |(h, port)| {
+        crate::ascii::rsplit_once(a, b':').map_or(a, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
                 h
             } else {

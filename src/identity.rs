@@ -59,6 +59,12 @@ pub struct Forward(Option<Vec<String>>);
 /// ([`crate::Allow::upstream`]), and no real header name can start with it.
 pub const HELD: char = ':';
 
+/// Whether a cached header name is [`HELD`] (a byte test: this runs for every header of
+/// every allow).
+pub fn is_held(name: &str) -> bool {
+    crate::ascii::starts_with(name, b':')
+}
+
 impl Forward {
     pub fn new(names: &[String]) -> Forward {
         if names.iter().any(|n| n == "*") {

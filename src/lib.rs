@@ -25,6 +25,7 @@
     )
 )]
 
+pub mod ascii;
 pub mod cache;
 pub mod config;
 pub mod decision;

@@ -113,11 +113,11 @@ fn already_normal(path: &str) -> bool {
 
 /// Normalizes an origin-form request target (`/path?query`).
 pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
-    let (path, query) = match raw.split_once('?') {
+    let (path, query) = match crate::ascii::split_once(raw, b'?') {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
-    if !path.starts_with('/') {
+    if !crate::ascii::starts_with(path, b'/') {
         return Err(PathError::NotAbsolute);
     }
     if let Some(q) = &query {

@@ -7,13 +7,27 @@
 
 use crate::identity::is_identity_header;
 
+/// One request header as hosts hand it to the engine: name and value, borrowed from wherever
+/// the host keeps them (Envoy: the buffer its header map was serialized into), so reading a
+/// request allocates nothing per header.
+pub type Header<'a> = (&'a str, &'a str);
+
+/// A list of owned header pairs as the engine reads them (hosts and tools that keep their
+/// headers as `String`s: `barbican serve`, the CLI, tests). One allocation, no copies.
+pub fn borrow_all(owned: &[(String, String)]) -> Vec<Header<'_>> {
+    owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
 /// First value of a header, by case-insensitive name: for header lists outside the request
 /// path (IdP answers, the CLI). A request is read through [`View`].
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn header<'a, S: AsRef<str>>(headers: &'a [(S, S)], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
 }
 
 /// One request's headers as the engine reads them. Single-valued fields hold the first value,
@@ -24,7 +38,7 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 pub struct View<'a> {
     /// The whole list, for what is looked up by a configured name (`match.headers`, the
     /// headers a custom dialect sends to its endpoint).
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [Header<'a>],
     pub path: Option<&'a str>,
     pub method: Option<&'a str>,
     /// `:authority`, else `Host`.
@@ -65,14 +79,13 @@ impl<'a> Many<'a> {
 
 impl<'a> View<'a> {
     /// Reads `headers` once. `strip` holds the configured extra identity header names.
-    pub fn read(headers: &'a [(String, String)], strip: &[String]) -> View<'a> {
+    pub fn read(headers: &'a [Header<'a>], strip: &[String]) -> View<'a> {
         let mut v = View {
             headers,
             ..View::default()
         };
         let mut host = None;
-        for (n, val) in headers {
-            let val = val.as_str();
+        for &(name, val) in headers {
             let set = |slot: &mut Option<&'a str>| {
                 if slot.is_none() {
                     *slot = Some(val);
@@ -80,7 +93,6 @@ impl<'a> View<'a> {
             };
             // Pseudo-headers are lower case by definition (hosts spell them so); the rest is
             // matched by length first, so each name is compared at most once or twice.
-            let name = n.as_str();
             let is = |want: &str| lower_eq(name, want);
             match name.len() {
                 5 if name == ":path" => set(&mut v.path),
@@ -98,7 +110,7 @@ impl<'a> View<'a> {
                 17 if is("x-forwarded-proto") => set(&mut v.forwarded_proto),
                 29 if is("access-control-request-method") => set(&mut v.preflight_method),
                 _ => {
-                    if !name.starts_with(':')
+                    if !crate::ascii::starts_with(name, b':')
                         && is_identity_header(name, strip)
                         && !v.identity.iter().any(|r| r == name)
                     {
@@ -120,7 +132,7 @@ impl<'a> View<'a> {
             rescan
                 .iter()
                 .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str()),
+                .map(|&(_, v)| v),
         )
     }
 
@@ -145,10 +157,8 @@ fn lower_eq(name: &str, want: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn h(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+    fn h<'a>(p: &[(&'a str, &'a str)]) -> Vec<Header<'a>> {
+        p.to_vec()
     }
 
     #[test]

@@ -23,7 +23,7 @@ impl PathMatch {
             PathMatch::Prefix(p) if p.is_empty() => true,
             PathMatch::Prefix(p) => path
                 .strip_prefix(p.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+                .is_some_and(|rest| rest.is_empty() || crate::ascii::starts_with(rest, b'/')),
             PathMatch::Exact(e) => e == path,
             PathMatch::Regex(r) => r.is_match(path),
         }

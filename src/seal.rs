@@ -185,10 +185,31 @@ impl Sealer {
 }
 
 /// Equality that takes the same time wherever the inputs differ, for values compared with
-/// attacker input (the login binding). Lengths are not secret.
+/// attacker input (the login binding, the per-worker cache's credentials). Lengths are not
+/// secret. Eight bytes at a time: slice equality would call wasi-libc's `memcmp`, which goes
+/// byte by byte and stops at the first difference, and a cached JWT hit compares the whole
+/// token (~500 bytes).
 pub fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len()
-        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| {
+        s.get(i..i + 8)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    let whole = a.len() - a.len() % 8;
+    let mut diff = 0u64;
+    let mut i = 0;
+    while i < whole {
+        diff |= word(a, i) ^ word(b, i);
+        i += 8;
+    }
+    while i < a.len() {
+        diff |= u64::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+        i += 1;
+    }
+    std::hint::black_box(diff) == 0
 }
 
 /// The PKCE S256 challenge of a verifier (RFC 7636 §4.2).

@@ -12,6 +12,8 @@
 //!   reads it and never writes it back, so the upstream gets the client's bytes unchanged;
 //!   identity headers are still stripped, by name.
 
+use crate::request::Header;
+
 /// Request header values the core reads (besides the pseudo-headers). Everything else is
 /// read by name only (identity stripping, `match.headers` presence).
 ///
@@ -57,41 +59,180 @@ pub fn value_text(name: &str, value: &[u8]) -> Result<String, NotText> {
     }
 }
 
-/// A header map as the engine sees it, from the host's names and value bytes. For a request,
-/// values follow [`value_text`]; for an IdP's `answer` every value is read (identity,
-/// cookies, redirects), so any value that is not UTF-8 refuses the whole answer, and the host
-/// treats it as no usable answer, which fails closed. Values are moved, not copied, and the
-/// list is converted in place (std collects a `Vec` into one of the same layout without
-/// allocating): this runs on every request.
-pub fn header_view(
-    raw: Vec<(String, Vec<u8>)>,
-    answer: bool,
-) -> Result<Vec<(String, String)>, NotText> {
-    raw.into_iter()
-        .map(|(n, v)| match String::from_utf8(v) {
-            Ok(v) => Ok((n, v)),
-            Err(_) if answer || reads_value(&n) => Err(NotText(n)),
-            Err(_) => Ok((n, String::new())),
-        })
-        .collect()
+/// Why a host's serialized header map could not be read as a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapError {
+    /// The buffer does not follow the proxy-wasm map encoding: a host fault, so the request
+    /// fails closed (as when the host call itself fails).
+    Malformed,
+    /// A header the engine reads is not text: 400, as on Traefik ([`value_text`]).
+    NotText(NotText),
+}
+
+/// What a refusal names when the header's name itself is not text (no lossy copy: it may be
+/// arbitrary bytes).
+const NAME_NOT_TEXT: &str = "(a name that is not UTF-8)";
+
+/// One name or value of a serialized map, starting at `*at` and `len` bytes long, then a
+/// NUL; `*at` moves past the NUL. `Err` inside holds bytes that are not UTF-8.
+fn field<'a>(
+    data: &'a [u8],
+    text: Option<&'a str>,
+    at: &mut usize,
+    len: [u8; 4],
+) -> Result<Result<&'a str, &'a [u8]>, MapError> {
+    let len = usize::try_from(u32::from_le_bytes(len)).map_err(|_| MapError::Malformed)?;
+    let start = *at;
+    let end = start.checked_add(len).ok_or(MapError::Malformed)?;
+    if data.get(end) != Some(&0) {
+        return Err(MapError::Malformed);
+    }
+    *at = end + 1;
+    if let Some(t) = text.and_then(|t| t.get(start..end)) {
+        return Ok(Ok(t));
+    }
+    let bytes = data.get(start..end).ok_or(MapError::Malformed)?;
+    Ok(std::str::from_utf8(bytes).map_err(|_| bytes))
+}
+
+/// A request's headers read in place from the buffer a proxy-wasm host serializes its header
+/// map into (proxy-wasm ABI 0.2.1 `proxy_get_header_map_pairs`; the encoding the SDK's
+/// `get_map_bytes` decodes: a little-endian `u32` count, then each pair's name and value
+/// lengths as `u32`s, then each name and value followed by a NUL byte). Values follow
+/// [`value_text`]'s rule. Nothing is copied: the SDK's reader makes a `String` and a `Vec`
+/// of every name and value, 18 allocations and frees for a 9-header request, which cost
+/// more inside Envoy than the whole decision on a cached session (bench/hostcost.py).
+/// A buffer that ends early or whose lengths do not fit it is [`MapError::Malformed`],
+/// never a panic; bytes after the last pair are ignored, as the SDK ignores them.
+///
+/// `answer` reads an IdP's answer instead of a request: every value of an answer is read
+/// (identity, cookies, redirects), so any value that is not UTF-8 refuses the whole answer,
+/// and the host treats it as no usable answer, which fails closed.
+pub fn read_map(buf: &[u8], answer: bool) -> Result<Vec<Header<'_>>, MapError> {
+    let Some((count, rest)) = buf.split_first_chunk::<4>() else {
+        return if buf.is_empty() {
+            Ok(Vec::new())
+        } else {
+            Err(MapError::Malformed)
+        };
+    };
+    let n = usize::try_from(u32::from_le_bytes(*count)).map_err(|_| MapError::Malformed)?;
+    // The length table must fit the buffer: this also bounds the allocation below.
+    let table_len = n
+        .checked_mul(8)
+        .filter(|&t| t <= rest.len())
+        .ok_or(MapError::Malformed)?;
+    let (table, data) = rest.split_at(table_len);
+    // One UTF-8 check for every name and value together (nearly always all text). Each one
+    // starts and ends next to a NUL byte, which is a whole character, so each is then text.
+    let text = std::str::from_utf8(data).ok();
+    let mut out = Vec::with_capacity(n);
+    let mut at: usize = 0;
+    for lens in table.chunks_exact(8) {
+        let (Some(name_len), Some(value_len)) = (lens.first_chunk::<4>(), lens.last_chunk::<4>())
+        else {
+            return Err(MapError::Malformed);
+        };
+        let name = field(data, text, &mut at, *name_len)?;
+        let value = field(data, text, &mut at, *value_len)?;
+        // Envoy's codecs admit only tokens as names; a host that let another through is not
+        // one this engine can reason about.
+        let name = name.map_err(|_| MapError::NotText(NotText(NAME_NOT_TEXT.into())))?;
+        let value = match value {
+            Ok(v) => v,
+            Err(_) if answer || reads_value(name) => {
+                return Err(MapError::NotText(NotText(name.into())))
+            }
+            Err(_) => "",
+        };
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn raw(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_vec()))
-            .collect()
+    /// The proxy-wasm map encoding, as proxy-wasm-cpp-host's `exportPairs` writes it.
+    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs {
+            out.extend_from_slice(n);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
     }
 
-    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+    #[test]
+    fn a_host_map_is_read_in_place() {
+        let buf = encode(&[
+            (b":path", b"/a?b=1"),
+            (b"cookie", b"s=1"),
+            (b"x-empty", b""),
+            (b"user-agent", b"caf\xe9"),
+        ]);
+        let got = read_map(&buf, false).unwrap();
+        assert_eq!(
+            got,
+            [
+                (":path", "/a?b=1"),
+                ("cookie", "s=1"),
+                ("x-empty", ""),
+                ("user-agent", "")
+            ]
+        );
+        assert_eq!(read_map(&[], false), Ok(Vec::new()));
+        assert_eq!(read_map(&encode(&[]), false), Ok(Vec::new()));
+        // Trailing bytes are ignored, as the SDK ignores them.
+        let mut padded = buf.clone();
+        padded.extend_from_slice(b"\0\0");
+        assert_eq!(read_map(&padded, false).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_host_map_value_the_engine_reads_must_be_text() {
+        let buf = encode(&[(b":method", b"GET"), (b"Cookie", b"a\xffb")]);
+        assert_eq!(
+            read_map(&buf, false),
+            Err(MapError::NotText(NotText("Cookie".into())))
+        );
+        let buf = encode(&[(b"x-\xff", b"v")]);
+        assert!(matches!(read_map(&buf, false), Err(MapError::NotText(_))));
+    }
+
+    #[test]
+    fn a_malformed_host_map_fails_closed_without_a_panic() {
+        let good = encode(&[(b":path", b"/"), (b"cookie", b"s=1")]);
+        // Every truncation of a good buffer.
+        for end in 1..good.len() {
+            assert_eq!(
+                read_map(&good[..end], false),
+                Err(MapError::Malformed),
+                "{end}"
+            );
+        }
+        // A count whose length table cannot fit, and one near usize::MAX.
+        for count in [3u32, u32::MAX] {
+            let mut b = good.clone();
+            b[..4].copy_from_slice(&count.to_le_bytes());
+            assert_eq!(read_map(&b, false), Err(MapError::Malformed), "{count}");
+        }
+        // A length past the end, and a missing NUL terminator.
+        let mut b = good.clone();
+        b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(read_map(&b, false), Err(MapError::Malformed));
+        let mut b = good.clone();
+        let nul = 4 + 2 * 8 + 5;
+        assert_eq!(b[nul], 0);
+        b[nul] = b'x';
+        assert_eq!(read_map(&b, false), Err(MapError::Malformed));
     }
 
     #[test]
@@ -103,40 +244,44 @@ mod tests {
             "authorization",
             "X-Forwarded-For",
         ] {
-            let got = header_view(raw(&[(":method", b"GET"), (name, b"a\xffb")]), false);
-            assert_eq!(got, Err(NotText(name.into())), "{name}");
+            let buf = encode(&[(b":method", b"GET"), (name.as_bytes(), b"a\xffb")]);
+            assert_eq!(
+                read_map(&buf, false),
+                Err(MapError::NotText(NotText(name.into()))),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn other_values_are_blanked_and_keep_their_name() {
-        let got = header_view(
-            raw(&[
-                (":path", b"/"),
-                ("user-agent", b"caf\xe9"),
-                ("X-authentik-username", b"\xff"),
-                ("x-note", "café".as_bytes()),
-            ]),
-            false,
-        );
-        let want = owned(&[
+        let buf = encode(&[
+            (b":path", b"/"),
+            (b"user-agent", b"caf\xe9"),
+            (b"X-authentik-username", b"\xff"),
+            (b"x-note", "café".as_bytes()),
+        ]);
+        let want = [
             (":path", "/"),
             ("user-agent", ""),
             ("X-authentik-username", ""),
             ("x-note", "café"),
-        ]);
-        assert_eq!(got, Ok(want));
+        ];
+        assert_eq!(read_map(&buf, false), Ok(want.to_vec()));
     }
 
     #[test]
     fn an_answer_with_a_value_that_is_not_text_is_unusable() {
-        let bad = raw(&[(":status", b"200"), ("x-authentik-name", b"\xc3")]);
+        let bad = encode(&[(b":status", b"200"), (b"x-authentik-name", b"\xc3")]);
         assert_eq!(
-            header_view(bad, true),
-            Err(NotText("x-authentik-name".into()))
+            read_map(&bad, true),
+            Err(MapError::NotText(NotText("x-authentik-name".into())))
         );
-        let ok = header_view(raw(&[(":status", b"200")]), true);
-        assert_eq!(ok, Ok(owned(&[(":status", "200")])));
+        let ok = encode(&[(b":status", b"200"), (b"user-agent", b"")]);
+        assert_eq!(
+            read_map(&ok, true),
+            Ok(vec![(":status", "200"), ("user-agent", "")])
+        );
     }
 
     #[test]

@@ -667,7 +667,7 @@ mod tests {
             engine.decide(
                 barbican::Request {
                     id: 1,
-                    headers: &o.headers,
+                    headers: &barbican::request::borrow_all(&o.headers),
                     peer: o.peer,
                     body: None,
                 },

@@ -166,7 +166,7 @@ pub fn explain(path: &str, rest: &[String]) -> ExitCode {
     ];
     all.extend(headers);
 
-    match engine.route_of(&all) {
+    match engine.route_of(&barbican::request::borrow_all(&all)) {
         Ok((Some(r), policy)) => println!("rule:   {} (policy {})", r.name, policy.as_str()),
         Ok((None, policy)) => println!("rule:   none matched: default_policy {}", policy.as_str()),
         Err(why) => println!("rule:   not consulted: {why}"),
@@ -176,7 +176,7 @@ pub fn explain(path: &str, rest: &[String]) -> ExitCode {
     let step = engine.decide(
         Request {
             id: 1,
-            headers: &all,
+            headers: &barbican::request::borrow_all(&all),
             peer,
             body: None,
         },

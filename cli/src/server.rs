@@ -417,7 +417,7 @@ async fn decide(
         let step = core.engine.decide(
             Request {
                 id,
-                headers,
+                headers: &barbican::request::borrow_all(headers),
                 peer,
                 body,
             },
@@ -598,7 +598,10 @@ async fn auth(
         }
     };
     // The body only when the engine asks for it (an OIDC form_post callback), bounded.
-    let wants = shared.lock().engine.wants_body(&original.headers);
+    let wants = shared
+        .lock()
+        .engine
+        .wants_body(&barbican::request::borrow_all(&original.headers));
     let body = if wants {
         match Limited::new(body, shared.settings.max_body_bytes)
             .collect()
@@ -631,7 +634,7 @@ async fn auth(
     };
     let rule = if log::enabled(log::Level::Debug) {
         let e = &shared.lock().engine;
-        match e.route_of(&original.headers) {
+        match e.route_of(&barbican::request::borrow_all(&original.headers)) {
             Ok((Some(r), p)) => format!("rule={} policy={}", r.name, p.as_str()),
             Ok((None, p)) => format!("rule=default policy={}", p.as_str()),
             Err(why) => format!("rule=none ({why})"),

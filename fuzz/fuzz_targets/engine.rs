@@ -196,7 +196,10 @@ impl World {
         let headers = self.requests.get(&id).cloned().unwrap_or_default();
         match &step {
             Step::Allow(a) => {
-                match self.engine.route_of(&headers) {
+                match self
+                    .engine
+                    .route_of(&barbican::request::borrow_all(&headers))
+                {
                     Ok((_, policy)) => assert_ne!(policy, Policy::Deny, "allowed on a deny rule"),
                     Err(why) => panic!("allowed a request whose path was refused ({why})"),
                 }
@@ -306,6 +309,7 @@ impl World {
             }
         });
         self.requests.insert(id, h.clone());
+        let h = barbican::request::borrow_all(&h);
         let step = self.engine.decide(
             Request {
                 id,

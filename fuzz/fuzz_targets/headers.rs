@@ -22,6 +22,28 @@ struct Input {
     peer: String,
     trusted: Vec<String>,
     dialect: u8,
+    /// Bytes handed to the proxy-wasm map reader as if the host had serialized them.
+    raw_map: Vec<u8>,
+}
+
+/// The proxy-wasm map encoding of a header list (as proxy-wasm-cpp-host writes it).
+fn encode(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let len = |s: &str| u32::try_from(s.len()).expect("short").to_le_bytes();
+    let mut out = u32::try_from(pairs.len())
+        .expect("few")
+        .to_le_bytes()
+        .to_vec();
+    for (n, v) in pairs {
+        out.extend_from_slice(&len(n));
+        out.extend_from_slice(&len(v));
+    }
+    for (n, v) in pairs {
+        out.extend_from_slice(n.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 fn dialects() -> &'static Vec<ForwardAuth> {
@@ -45,7 +67,22 @@ fuzz_target!(|i: Input| {
     let from_input = |s: &str| headers.iter().any(|(_, v)| v.contains(s));
 
     // The engine's one-pass view finds what a scan by name finds.
-    let view = barbican::request::View::read(&headers, &[]);
+    let borrowed = barbican::request::borrow_all(&headers);
+
+    // The Envoy adapter's in-place map reader: a host's encoding of these headers reads back
+    // as them, and arbitrary bytes never panic (`Malformed` or a list taken from the input).
+    let buf = encode(&borrowed);
+    assert_eq!(
+        barbican::text::read_map(&buf, false).as_ref(),
+        Ok(&borrowed)
+    );
+    assert_eq!(barbican::text::read_map(&buf, true).as_ref(), Ok(&borrowed));
+    for answer in [false, true] {
+        if let Ok(list) = barbican::text::read_map(&i.raw_map, answer) {
+            assert!(list.len() <= i.raw_map.len() / 8);
+        }
+    }
+    let view = barbican::request::View::read(&borrowed, &[]);
     let first = |name: &str| barbican::header(&headers, name);
     for (got, name) in [
         (view.path, ":path"),

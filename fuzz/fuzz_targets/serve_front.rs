@@ -119,7 +119,7 @@ fuzz_target!(|i: Input| {
     let _ = engine.decide(
         Request {
             id: 1,
-            headers: &o.headers,
+            headers: &barbican::request::borrow_all(&o.headers),
             peer: o.peer,
             body: None,
         },

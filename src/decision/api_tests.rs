@@ -53,7 +53,7 @@ fn decide(
     e.decide(
         Request {
             id,
-            headers: h,
+            headers: &crate::request::borrow_all(h),
             peer: None,
             body: None,
         },

@@ -174,7 +174,7 @@ impl Engine {
 
     /// Whether the host must read this request's body before deciding: the browser's
     /// form_post to the redirect URI (Traefik). Nothing else ever needs a body.
-    pub fn wants_body(&self, headers: &[(String, String)]) -> bool {
+    pub fn wants_body<'h>(&self, headers: &'h [crate::request::Header<'h>]) -> bool {
         let Some(o) = &self.oidc else { return false };
         if o.rp.cfg.flow != OidcFlow::FormPost {
             return false;

@@ -11,6 +11,7 @@
 
 use crate::cache::{Headers, SharedStore};
 use crate::decision::{Allow, CallId, Counters, Engine, ReqId, Request, Step};
+use crate::text::MapError;
 use crate::Millis;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -95,18 +96,59 @@ fn instance_seed(context_id: u32) -> Vec<u8> {
 }
 
 /// The answer to the callout being delivered: its status and headers. An answer with a
-/// header value that is not text reads as status 0 (no usable answer: stale grace or 503,
-/// never an allow).
+/// header that is not text reads as status 0 (no usable answer: stale grace or 503, never
+/// an allow).
 ///
-/// Header maps are read with the SDK's bytes variant: its `get_map` unwraps every value into
-/// a `String`, and one `Cookie: \xff` trapped the VM. The bytes variant still makes `String`s
-/// of the names, which Envoy's codecs accept only as HTTP tokens (ASCII).
+/// Read as requests are ([`ffi::header_map_bytes`], [`crate::text::read_map`]), never with
+/// the SDK's `get_map`: it unwraps every value into a `String`, and one `Cookie: \xff`
+/// trapped the VM.
 fn callout_answer() -> (u16, Vec<(String, String)>) {
-    match hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
-        .map(|m| crate::text::header_view(m, true))
-    {
-        Ok(Ok(h)) => (response_status(&h), h),
-        _ => (0, Vec::new()),
+    let raw = ffi::header_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let Ok(pairs) = crate::text::read_map(&raw, true) else {
+        return (0, Vec::new());
+    };
+    let mut h = Vec::with_capacity(pairs.len());
+    for (n, v) in pairs {
+        h.push((n.to_owned(), v.to_owned()));
+    }
+    (response_status(&h), h)
+}
+
+/// The one host call made without the SDK's wrapper, for the hot path: the request header
+/// map exactly as the host serialized it, decoded in place by [`crate::text::read_map`].
+/// The SDK's `get_map_bytes` makes a `String` and a `Vec` of every name and value; with a
+/// cached session that was ~12k of the ~286k instructions Envoy spent per request
+/// (bench/hostcost.py). The crate denies `unsafe` everywhere else (tests/unsafe_code.rs).
+mod ffi {
+    #![allow(unsafe_code)]
+    use proxy_wasm::types::{MapType, Status};
+
+    // The same import the SDK declares (proxy-wasm ABI 0.2.1), with the same types.
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: MapType,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> Status;
+    }
+
+    /// The serialized map, or `None` when the host refuses the call.
+    pub fn header_map_bytes(map: MapType) -> Option<Vec<u8>> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: both out-pointers point at live locals of the right types; the host
+        // writes them and nothing else.
+        let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+        match status {
+            Status::Ok if data.is_null() => Some(Vec::new()),
+            // SAFETY: the host got these `size` bytes from this module's exported
+            // `proxy_on_memory_allocate` (the SDK's allocator: a boxed slice of exactly
+            // `size` bytes, so capacity equals length) and hands them over; the SDK's
+            // `get_map_bytes` takes ownership the same way.
+            Status::Ok => Some(unsafe { Vec::from_raw_parts(data, size, size) }),
+            _ => None,
+        }
     }
 }
 
@@ -443,14 +485,24 @@ fn fail_closed() -> Step {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let Ok(raw) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) else {
+        let Some(raw) = ffi::header_map_bytes(MapType::HttpRequestHeaders) else {
             return act(self.id, fail_closed(), false);
         };
-        // A value the engine reads that is not text (`crate::text`): refused with 400, under
-        // the same reason code as on Traefik.
-        let Ok(headers) = crate::text::header_view(raw, false) else {
-            let step = with_state(|s| s.engine.refuse_not_text()).unwrap_or_else(fail_closed);
-            return act(self.id, step, false);
+        let headers = match crate::text::read_map(&raw, false) {
+            Ok(h) => h,
+            // A value the engine reads that is not text (`crate::text`): refused with 400,
+            // under the same reason code as on Traefik.
+            Err(MapError::NotText(_)) => {
+                let step = with_state(|s| s.engine.refuse_not_text()).unwrap_or_else(fail_closed);
+                return act(self.id, step, false);
+            }
+            Err(MapError::Malformed) => {
+                log(
+                    LogLevel::Error,
+                    "barbican: malformed request header map from the host; refused",
+                );
+                return act(self.id, fail_closed(), false);
+            }
         };
         let t = now();
         let peer = if with_state(|s| s.needs_peer).unwrap_or(false) {
@@ -510,7 +562,10 @@ impl Drop for Http {
         let id = self.id;
         with_state(|s| {
             s.engine.cancel(id);
-            s.response_headers.remove(&id);
+            // Hashing the id costs more than the check; nearly every map is empty.
+            if !s.response_headers.is_empty() {
+                s.response_headers.remove(&id);
+            }
         });
     }
 }

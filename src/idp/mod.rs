@@ -63,7 +63,7 @@ pub struct Original<'a> {
     pub authority: &'a str,
     /// Normalized path and query.
     pub path_and_query: &'a str,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [crate::request::Header<'a>],
 }
 
 /// Headers every dialect forwards when the client sent them: the credentials, and what
@@ -209,13 +209,12 @@ impl ForwardAuth {
             if h.iter().any(|(n, _)| n == name) {
                 continue;
             }
-            for (n, v) in o
+            for (_, v) in o
                 .headers
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             {
-                let _ = n;
-                h.push((name.to_string(), v.clone()));
+                h.push((name.to_string(), v.to_string()));
             }
         }
         h.push(("x-forwarded-proto".into(), o.scheme.to_string()));
@@ -313,24 +312,26 @@ impl ForwardAuth {
             .flat_map(move |(_, v)| crate::identity::split_groups(v, &self.groups_separator))
     }
 
-    /// The session part of the Cookie header(s): `name=value` pairs whose names match the
-    /// configured prefixes, sorted so cookie order does not split the cache.
+    /// Whether a cookie pair (`name=value`, trimmed of ASCII whitespace as Go's `net/http`,
+    /// the outposts, trims it) is a session cookie: its
+    /// name matches a configured prefix (every cookie when none is configured).
+    pub fn is_session_cookie(&self, kv: &str) -> bool {
+        let name = crate::ascii::split_once(kv, b'=').map_or(kv, |(n, _)| n);
+        self.session_cookies.is_empty()
+            || self
+                .session_cookies
+                .iter()
+                .any(|p| name.starts_with(p.as_str()))
+    }
+
+    /// The session part of the Cookie header(s): [`Self::session_pairs`] sorted and without
+    /// repeats, so cookie order does not split the cache.
     pub fn session_cookies<'a>(&self, cookies: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-        // Plain loops: this runs on every protected request.
         let mut out: Vec<&str> = Vec::new();
         for v in cookies {
-            for kv in v.split(';') {
-                let kv = kv.trim();
-                if kv.is_empty() {
-                    continue;
-                }
-                let name = kv.split_once('=').map_or(kv, |(n, _)| n);
-                if self.session_cookies.is_empty()
-                    || self
-                        .session_cookies
-                        .iter()
-                        .any(|p| name.starts_with(p.as_str()))
-                {
+            for kv in crate::ascii::split(v, b';') {
+                let kv = kv.trim_ascii();
+                if !kv.is_empty() && self.is_session_cookie(kv) {
                     out.push(kv);
                 }
             }
@@ -391,7 +392,7 @@ mod tests {
             .collect()
     }
 
-    fn original<'a>(headers: &'a [(String, String)]) -> Original<'a> {
+    fn original<'a>(headers: &'a [crate::request::Header<'a>]) -> Original<'a> {
         Original {
             method: "GET",
             scheme: "https",
@@ -409,7 +410,7 @@ mod tests {
             ("x-authentik-username", "mallory"),
             ("user-agent", "ua"),
         ]);
-        let out = fa("authentik").build(&original(&req));
+        let out = fa("authentik").build(&original(&crate::request::borrow_all(&req)));
         let get = |n: &str| out.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(
             get(":path"),
@@ -568,7 +569,8 @@ mod tests {
             ("cookie", "authentik_proxy_a=1;other=x"),
         ]);
         let cookies = |h: &Vec<(String, String)>| -> Vec<String> {
-            let v = crate::request::View::read(h, &[]);
+            let h = crate::request::borrow_all(h);
+            let v = crate::request::View::read(&h, &[]);
             let c = f.session_cookies(v.all(v.cookie, "cookie"));
             c.into_iter().map(str::to_string).collect()
         };

@@ -133,6 +133,7 @@ fn decision(e: &mut Engine, path: &str) -> (Option<String>, &'static str) {
         (":path".to_string(), path.to_string()),
         (":authority".to_string(), "app.lan".to_string()),
     ];
+    let headers = crate::request::borrow_all(&headers);
     let route = match e.route_of(&headers) {
         Ok((r, _)) => r.map(|r| r.name.clone()),
         Err(why) => Some(why.to_string()),

@@ -105,7 +105,8 @@ impl Instance {
     /// Whether the host must read the body first: only the browser's form_post that ends an
     /// OIDC login (its body is the id_token and state, and never goes to a backend).
     pub fn wants_body(&self, headers: &[(String, String)]) -> bool {
-        matches!(&self.state, State::Ready(r) if r.engine.wants_body(headers))
+        matches!(&self.state, State::Ready(r)
+            if r.engine.wants_body(&barbican::request::borrow_all(headers)))
     }
 
     /// Mixes per-instance data into the login generator. Traefik's WASI random is the same
@@ -142,9 +143,10 @@ impl Instance {
         };
         r.next_id = r.next_id.wrapping_add(1);
         let id = r.next_id;
+        let headers = barbican::request::borrow_all(headers);
         let req = Request {
             id,
-            headers,
+            headers: &headers,
             peer,
             body,
         };
@@ -283,12 +285,14 @@ mod tests {
         let h = req("POST", "/a?b=1", &[("x-forwarded-proto", "https")]);
         assert_eq!(barbican::header(&h, ":method"), Some("POST"));
         assert_eq!(barbican::header(&h, ":path"), Some("/a?b=1"));
-        let v = barbican::request::View::read(&h, &[]);
+        let b = barbican::request::borrow_all(&h);
+        let v = barbican::request::View::read(&b, &[]);
         assert_eq!(v.authority, Some("app.test"));
         // The first X-Forwarded-Proto is Traefik's own.
         assert_eq!(v.forwarded_proto, Some("http"));
         let h = header_list("GET".into(), "/".into(), Vec::new());
-        let v = barbican::request::View::read(&h, &[]);
+        let b = barbican::request::borrow_all(&h);
+        let v = barbican::request::View::read(&b, &[]);
         assert_eq!(
             (v.authority, v.scheme, v.forwarded_proto),
             (None, None, None)
