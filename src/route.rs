@@ -21,9 +21,13 @@ impl PathMatch {
     fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Prefix(p) if p.is_empty() => true,
-            PathMatch::Prefix(p) => path
-                .strip_prefix(p.as_str())
-                .is_some_and(|rest| rest.is_empty() || crate::ascii::starts_with(rest, b'/')),
+            PathMatch::Prefix(p) => {
+                // The segment boundary first: one byte, and most paths fail on it or on length.
+                let (path, p) = (path.as_bytes(), p.as_bytes());
+                path.len() >= p.len()
+                    && matches!(path.get(p.len()), None | Some(b'/'))
+                    && path.get(..p.len()) == Some(p)
+            }
             PathMatch::Exact(e) => e == path,
             PathMatch::Regex(r) => r.is_match(path),
         }

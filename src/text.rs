@@ -69,30 +69,55 @@ pub enum MapError {
     NotText(NotText),
 }
 
+/// [`read_map`] for a map with bytes that are not UTF-8, one name and value at a time.
+fn read_map_not_text<'a>(
+    table: &[u8],
+    data: &'a [u8],
+    answer: bool,
+) -> Result<Vec<Header<'a>>, MapError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for lens in table.chunks_exact(8) {
+        let name = span(data, &mut at, lens.first_chunk())?;
+        let value = span(data, &mut at, lens.last_chunk())?;
+        let (Some(name), Some(value)) = (data.get(name), data.get(value)) else {
+            return Err(MapError::Malformed);
+        };
+        // Envoy's codecs admit only tokens as names; a host that let another through is not
+        // one this engine can reason about.
+        let name = std::str::from_utf8(name)
+            .map_err(|_| MapError::NotText(NotText(NAME_NOT_TEXT.into())))?;
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => v,
+            Err(_) if answer || reads_value(name) => {
+                return Err(MapError::NotText(NotText(name.into())))
+            }
+            Err(_) => "",
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// What a refusal names when the header's name itself is not text (no lossy copy: it may be
 /// arbitrary bytes).
 const NAME_NOT_TEXT: &str = "(a name that is not UTF-8)";
 
-/// One name or value of a serialized map, starting at `*at` and `len` bytes long, then a
-/// NUL; `*at` moves past the NUL. `Err` inside holds bytes that are not UTF-8.
-fn field<'a>(
-    data: &'a [u8],
-    text: Option<&'a str>,
+/// Where the next name or value of a serialized map lies in `data`: from `*at`, `len` bytes,
+/// then a NUL; `*at` moves past the NUL.
+fn span(
+    data: &[u8],
     at: &mut usize,
-    len: [u8; 4],
-) -> Result<Result<&'a str, &'a [u8]>, MapError> {
-    let len = usize::try_from(u32::from_le_bytes(len)).map_err(|_| MapError::Malformed)?;
+    len: Option<&[u8; 4]>,
+) -> Result<std::ops::Range<usize>, MapError> {
+    let len = u32::from_le_bytes(*len.ok_or(MapError::Malformed)?) as usize;
     let start = *at;
     let end = start.checked_add(len).ok_or(MapError::Malformed)?;
-    if data.get(end) != Some(&0) {
+    if !matches!(data.get(end), Some(0)) {
         return Err(MapError::Malformed);
     }
     *at = end + 1;
-    if let Some(t) = text.and_then(|t| t.get(start..end)) {
-        return Ok(Ok(t));
-    }
-    let bytes = data.get(start..end).ok_or(MapError::Malformed)?;
-    Ok(std::str::from_utf8(bytes).map_err(|_| bytes))
+    Ok(start..end)
 }
 
 /// A request's headers read in place from the buffer a proxy-wasm host serializes its header
@@ -125,27 +150,32 @@ pub fn read_map(buf: &[u8], answer: bool) -> Result<Vec<Header<'_>>, MapError> {
     let (table, data) = rest.split_at(table_len);
     // One UTF-8 check for every name and value together (nearly always all text). Each one
     // starts and ends next to a NUL byte, which is a whole character, so each is then text.
-    let text = std::str::from_utf8(data).ok();
+    let Ok(text) = std::str::from_utf8(data) else {
+        return read_map_not_text(table, data, answer);
+    };
+    // Written out, not with helpers: at opt-level "z" even `first_chunk` stays a call, and
+    // this runs for every header of every request.
     let mut out = Vec::with_capacity(n);
     let mut at: usize = 0;
     for lens in table.chunks_exact(8) {
-        let (Some(name_len), Some(value_len)) = (lens.first_chunk::<4>(), lens.last_chunk::<4>())
-        else {
+        let &[a, b, c, d, e, f, g, h] = lens else {
             return Err(MapError::Malformed);
         };
-        let name = field(data, text, &mut at, *name_len)?;
-        let value = field(data, text, &mut at, *value_len)?;
-        // Envoy's codecs admit only tokens as names; a host that let another through is not
-        // one this engine can reason about.
-        let name = name.map_err(|_| MapError::NotText(NotText(NAME_NOT_TEXT.into())))?;
-        let value = match value {
-            Ok(v) => v,
-            Err(_) if answer || reads_value(name) => {
-                return Err(MapError::NotText(NotText(name.into())))
-            }
-            Err(_) => "",
-        };
-        out.push((name, value));
+        let name_len = u32::from_le_bytes([a, b, c, d]) as usize;
+        let value_len = u32::from_le_bytes([e, f, g, h]) as usize;
+        let name_end = at.checked_add(name_len).ok_or(MapError::Malformed)?;
+        let value_start = name_end + 1;
+        let value_end = value_start
+            .checked_add(value_len)
+            .ok_or(MapError::Malformed)?;
+        if !matches!(data.get(name_end), Some(0)) || !matches!(data.get(value_end), Some(0)) {
+            return Err(MapError::Malformed);
+        }
+        match (text.get(at..name_end), text.get(value_start..value_end)) {
+            (Some(n), Some(v)) => out.push((n, v)),
+            _ => return Err(MapError::Malformed),
+        }
+        at = value_end + 1;
     }
     Ok(out)
 }

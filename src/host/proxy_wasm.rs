@@ -18,7 +18,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -48,11 +48,9 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
     STATE.with(|s| s.try_borrow_mut().ok().and_then(|mut g| g.as_mut().map(f)))
 }
 
+/// The host's clock in milliseconds; 0 if the host refuses the call (Envoy's never does).
 fn now() -> Millis {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    ffi::time_nanos().map_or(0, |n| n / 1_000_000)
 }
 
 /// Secrets named in the configuration: Envoy hands the VM the variables listed in
@@ -81,10 +79,7 @@ fn read_secret(r: crate::config::SecretRef<'_>) -> Result<String, String> {
 /// the workers' sequences apart.
 fn instance_seed(context_id: u32) -> Vec<u8> {
     use std::hash::{BuildHasher, Hasher};
-    let nanos = hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let nanos = u128::from(ffi::time_nanos().unwrap_or(0));
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(nanos);
     let probe = Box::new(0u8);
@@ -123,7 +118,7 @@ mod ffi {
     #![allow(unsafe_code)]
     use proxy_wasm::types::{MapType, Status};
 
-    // The same import the SDK declares (proxy-wasm ABI 0.2.1), with the same types.
+    // The same imports the SDK declares (proxy-wasm ABI 0.2.1), with the same types.
     #[link(wasm_import_module = "env")]
     extern "C" {
         fn proxy_get_header_map_pairs(
@@ -131,6 +126,17 @@ mod ffi {
             return_map_data: *mut *mut u8,
             return_map_size: *mut usize,
         ) -> Status;
+        fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
+    }
+
+    /// The host's clock in nanoseconds since the Unix epoch. The SDK's `get_current_time`
+    /// makes a `SystemTime` of it, and turning that back into milliseconds took 128-bit
+    /// arithmetic (library calls in wasm32) on every request.
+    pub fn time_nanos() -> Option<u64> {
+        let mut t: u64 = 0;
+        // SAFETY: the out-pointer points at a live local `u64`; the host writes it only.
+        let status = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+        matches!(status, Status::Ok).then_some(t)
     }
 
     /// The serialized map, or `None` when the host refuses the call.

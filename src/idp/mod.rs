@@ -316,12 +316,14 @@ impl ForwardAuth {
     /// the outposts, trims it) is a session cookie: its
     /// name matches a configured prefix (every cookie when none is configured).
     pub fn is_session_cookie(&self, kv: &str) -> bool {
-        let name = crate::ascii::split_once(kv, b'=').map_or(kv, |(n, _)| n);
+        // The name is `kv` up to its first `=`. A prefix without `=` (every valid one: config
+        // checks they are tokens) starts the name exactly when it starts `kv`, and one with
+        // `=` starts no name: so no split, on every cookie pair of every request.
         self.session_cookies.is_empty()
-            || self
-                .session_cookies
-                .iter()
-                .any(|p| name.starts_with(p.as_str()))
+            || self.session_cookies.iter().any(|p| {
+                let (kv, p) = (kv.as_bytes(), p.as_bytes());
+                kv.get(..p.len()) == Some(p) && !p.contains(&b'=')
+            })
     }
 
     /// The session part of the Cookie header(s): [`Self::session_pairs`] sorted and without
@@ -383,6 +385,20 @@ mod tests {
         let c: ForwardAuthConfig =
             serde_json::from_str(&format!(r#"{{"dialect":"{dialect}","cluster":"idp"}}"#)).unwrap();
         ForwardAuth::new(&c)
+    }
+
+    #[test]
+    fn a_session_cookie_is_matched_on_its_name_only() {
+        let mut f = fa("custom");
+        f.session_cookies = vec!["auth".into(), "a=b".into()];
+        assert!(f.is_session_cookie("auth_x=1"));
+        assert!(f.is_session_cookie("auth"));
+        assert!(!f.is_session_cookie("x=auth"));
+        assert!(!f.is_session_cookie("au=th"));
+        // A prefix with `=` (config refuses it) starts no cookie name.
+        assert!(!f.is_session_cookie("a=bc"));
+        f.session_cookies.clear();
+        assert!(f.is_session_cookie("anything=1"));
     }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
