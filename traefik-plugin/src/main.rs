@@ -96,6 +96,7 @@ mod host {
             // Only the form_post ending an OIDC login is read, and only up to a bound: it
             // never continues to a backend (DESIGN §5: reading without BufferRequest is fine
             // when the body need not reach the upstream).
+            let headers = barbican::request::borrow_all(&headers);
             let body = if instance.wants_body(&headers) {
                 let mut b = Vec::new();
                 for chunk in request.body.read_iter() {

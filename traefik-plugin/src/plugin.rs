@@ -8,6 +8,7 @@
 
 use crate::keyfiles::{KeyEvent, KeyFiles};
 use barbican::config::{self, Config, ConfigError, SecretRef};
+use barbican::request::Header;
 use barbican::{Allow, Engine, MemStore, Millis, Request, Respond, Step};
 use std::net::IpAddr;
 
@@ -104,9 +105,8 @@ impl Instance {
 
     /// Whether the host must read the body first: only the browser's form_post that ends an
     /// OIDC login (its body is the id_token and state, and never goes to a backend).
-    pub fn wants_body(&self, headers: &[(String, String)]) -> bool {
-        matches!(&self.state, State::Ready(r)
-            if r.engine.wants_body(&barbican::request::borrow_all(headers)))
+    pub fn wants_body(&self, headers: &[Header<'_>]) -> bool {
+        matches!(&self.state, State::Ready(r) if r.engine.wants_body(headers))
     }
 
     /// Mixes per-instance data into the login generator. Traefik's WASI random is the same
@@ -133,7 +133,7 @@ impl Instance {
     /// [`Instance::wants_body`] asked for it.
     pub fn handle(
         &mut self,
-        headers: &[(String, String)],
+        headers: &[Header<'_>],
         body: Option<&[u8]>,
         peer: Option<IpAddr>,
         now: Millis,
@@ -143,10 +143,9 @@ impl Instance {
         };
         r.next_id = r.next_id.wrapping_add(1);
         let id = r.next_id;
-        let headers = barbican::request::borrow_all(headers);
         let req = Request {
             id,
-            headers: &headers,
+            headers,
             peer,
             body,
         };
@@ -254,6 +253,11 @@ fn unavailable(reason: &'static str) -> Respond {
 )]
 mod tests {
     use super::*;
+
+    /// A test's owned header list as the engine reads it.
+    fn bh(h: &[(String, String)]) -> Vec<Header<'_>> {
+        barbican::request::borrow_all(h)
+    }
     use barbican::config::TRAEFIK_NO_CALLOUTS as NO_CALLOUTS;
 
     const NOW: Millis = 1_800_000_000_000;
@@ -338,7 +342,7 @@ mod tests {
             );
             let bearer = format!("Bearer {tok}");
             let a = inst.handle(
-                &req("GET", "/x", &[("authorization", &bearer)]),
+                &bh(&req("GET", "/x", &[("authorization", &bearer)])),
                 None,
                 None,
                 NOW,
@@ -423,8 +427,8 @@ mod tests {
             let mut full = ready(&cfg);
             let mut thin = ready(&cfg);
             assert_eq!(
-                full.handle(h, None, peer, NOW),
-                thin.handle(&blanked(&full, h), None, peer, NOW),
+                full.handle(&bh(h), None, peer, NOW),
+                thin.handle(&bh(&blanked(&full, h)), None, peer, NOW),
                 "{h:?}"
             );
         }
@@ -458,7 +462,7 @@ mod tests {
             "{}",
             problems[0]
         );
-        match inst.handle(&req("GET", "/", &[]), None, None, NOW) {
+        match inst.handle(&bh(&req("GET", "/", &[])), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 503),
             a => panic!("{a:?}"),
         }
@@ -505,7 +509,7 @@ mod tests {
                 .as_str(),
         );
         let long = format!("/api/{}", "a".repeat(600));
-        match inst.handle(&req("GET", &long, &[]), None, None, NOW) {
+        match inst.handle(&bh(&req("GET", &long, &[])), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 414),
             a => panic!("{a:?}"),
         }
@@ -518,7 +522,7 @@ mod tests {
             ],
         );
         assert!(matches!(
-            inst.handle(&preflight, None, None, NOW),
+            inst.handle(&bh(&preflight), None, None, NOW),
             Action::Allow(_)
         ));
     }
@@ -534,7 +538,7 @@ mod tests {
             "/pub/x",
             &[("x_authentik_username", "evil"), ("remote-user", "evil")],
         );
-        match inst.handle(&h, None, None, NOW) {
+        match inst.handle(&bh(&h), None, None, NOW) {
             Action::Allow(a) => {
                 assert!(a.remove.contains(&"x_authentik_username".to_string()));
                 assert!(a.remove.contains(&"remote-user".to_string()));
@@ -542,11 +546,11 @@ mod tests {
             }
             a => panic!("{a:?}"),
         }
-        match inst.handle(&req("GET", "/pub/../admin", &[]), None, None, NOW) {
+        match inst.handle(&bh(&req("GET", "/pub/../admin", &[])), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 403),
             a => panic!("{a:?}"),
         }
-        match inst.handle(&req("GET", "/pub%2f..%2fadmin", &[]), None, None, NOW) {
+        match inst.handle(&bh(&req("GET", "/pub%2f..%2fadmin", &[])), None, None, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 400),
             a => panic!("{a:?}"),
         }
@@ -588,7 +592,7 @@ mod tests {
                 ("x-authentik-username", "evil"),
             ],
         );
-        match inst.handle(&h, None, None, NOW) {
+        match inst.handle(&bh(&h), None, None, NOW) {
             Action::Allow(a) => {
                 assert!(a.remove.contains(&"x-authentik-username".to_string()));
                 assert!(a
@@ -604,7 +608,7 @@ mod tests {
             "/api/x",
             &[("authorization", &format!("Bearer {bad}"))],
         );
-        match inst.handle(&h, None, None, NOW) {
+        match inst.handle(&bh(&h), None, None, NOW) {
             Action::Respond(r) => {
                 assert_eq!(r.status, 401);
                 assert!(r
@@ -620,7 +624,7 @@ mod tests {
     fn normalized_path_is_what_the_upstream_gets() {
         let mut inst =
             ready(r#"{"routes": [{"match": {"path_prefix": "/pub/"}, "policy": "bypass"}]}"#);
-        match inst.handle(&req("GET", "/pub//a/./b?q=1", &[]), None, None, NOW) {
+        match inst.handle(&bh(&req("GET", "/pub//a/./b?q=1", &[])), None, None, NOW) {
             Action::Allow(a) => assert_eq!(a.path.as_deref(), Some("/pub/a/b?q=1")),
             a => panic!("{a:?}"),
         }
@@ -636,11 +640,11 @@ mod tests {
         assert!(inst.needs_peer());
         let peer = parse_source_addr("127.0.0.1:40000");
         assert!(matches!(
-            inst.handle(&req("GET", "/lan/x", &[]), None, peer, NOW),
+            inst.handle(&bh(&req("GET", "/lan/x", &[])), None, peer, NOW),
             Action::Allow(_)
         ));
         let far = parse_source_addr("[2001:db8::1]:40000");
-        match inst.handle(&req("GET", "/lan/x", &[]), None, far, NOW) {
+        match inst.handle(&bh(&req("GET", "/lan/x", &[])), None, far, NOW) {
             Action::Respond(r) => assert_eq!(r.status, 401),
             a => panic!("{a:?}"),
         }
@@ -659,7 +663,7 @@ mod tests {
             let (mut inst, problems) = Instance::new(bad);
             assert!(!problems.is_empty());
             for path in ["/", "/x/y", "/anything"] {
-                match inst.handle(&req("GET", path, &[]), None, None, NOW) {
+                match inst.handle(&bh(&req("GET", path, &[])), None, None, NOW) {
                     Action::Respond(r) => assert_eq!(r.status, 503),
                     a => panic!("{a:?}"),
                 }
@@ -726,8 +730,8 @@ mod tests {
             let mut full = ready(&cfg);
             let mut thin = ready(&cfg);
             assert_eq!(
-                full.handle(h, *b, None, NOW),
-                thin.handle(&blanked(&full, h), *b, None, NOW),
+                full.handle(&bh(h), *b, None, NOW),
+                thin.handle(&bh(&blanked(&full, h)), *b, None, NOW),
                 "{h:?}"
             );
         }
@@ -748,7 +752,7 @@ mod tests {
         ));
         let mut inst = ready(&ok);
         match inst.handle(
-            &req("GET", "/x", &[("accept", "text/html")]),
+            &bh(&req("GET", "/x", &[("accept", "text/html")])),
             None,
             None,
             NOW,
@@ -765,10 +769,10 @@ mod tests {
             a => panic!("{a:?}"),
         }
         let mut cb = req("POST", "/cb", &[]);
-        assert!(inst.wants_body(&cb));
+        assert!(inst.wants_body(&bh(&cb)));
         cb[0].1 = "GET".into();
-        assert!(!inst.wants_body(&cb));
-        assert!(!inst.wants_body(&req("POST", "/other", &[])));
+        assert!(!inst.wants_body(&bh(&cb)));
+        assert!(!inst.wants_body(&bh(&req("POST", "/other", &[]))));
 
         let (_, p) = Instance::new(
             oidc(r#""token_endpoint": "http://idp/token", "cluster": "idp", "jwks": {"cluster": "idp"}"#)
