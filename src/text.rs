@@ -163,12 +163,16 @@ pub fn read_map(buf: &[u8], answer: bool) -> Result<Vec<Header<'_>>, MapError> {
         };
         let name_len = u32::from_le_bytes([a, b, c, d]) as usize;
         let value_len = u32::from_le_bytes([e, f, g, h]) as usize;
+        // Checked: on wasm32 a length near u32::MAX overflows usize.
         let name_end = at.checked_add(name_len).ok_or(MapError::Malformed)?;
+        if !matches!(data.get(name_end), Some(0)) {
+            return Err(MapError::Malformed);
+        }
         let value_start = name_end + 1;
         let value_end = value_start
             .checked_add(value_len)
             .ok_or(MapError::Malformed)?;
-        if !matches!(data.get(name_end), Some(0)) || !matches!(data.get(value_end), Some(0)) {
+        if !matches!(data.get(value_end), Some(0)) {
             return Err(MapError::Malformed);
         }
         match (text.get(at..name_end), text.get(value_start..value_end)) {

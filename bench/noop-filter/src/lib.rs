@@ -3,13 +3,16 @@
 //!
 //! - `{}` (or anything without `floor`): continues every request untouched, the cost of
 //!   crossing into a wasm filter at all.
-//! - `{"floor": N}` (N ≤ 12): "the floor". Reads the whole request header map once, as
-//!   Barbican's Envoy adapter does (`get_map_bytes`, src/host/proxy_wasm.rs), and adds the
+//! - `{"floor": N}` (N ≤ 12): "the floor". Reads the whole request header map once with the
+//!   SDK's `get_map_bytes` (as Barbican's Envoy adapter did until 2026-12-07), and adds the
 //!   first N of the twelve identity headers Authentik's outpost defines (shaped like the ones
 //!   Barbican adds on a cached session: tests/e2e/servers/outpost.py), one `add_map_value`
 //!   call each. These are the host calls a cached allow cannot avoid, with no decision made.
 //! - `{"floor": [["name", "value"], ...]}`: the same with exactly these headers (hostcost.py
 //!   passes the headers Barbican added for the same request, as its upstream saw them).
+//! - `"read": "in_place"` with either: the map is read as Barbican's adapter now reads it
+//!   (one raw `proxy_get_header_map_pairs`, names and values borrowed from the host's
+//!   buffer: src/host/proxy_wasm.rs `ffi`, src/text.rs `read_map`), not with the SDK.
 //!
 //! A configuration that is not such JSON is refused (the VM fails to configure): a benchmark
 //! baseline that silently measured something else would be worse than none.
@@ -65,6 +68,10 @@ const JWT_PLACEHOLDER: &str = concat!(
 struct Root {
     /// `None`: the no-op filter. `Some`: the floor, with the headers it adds.
     floor: Option<Rc<Vec<(String, String)>>>,
+    /// `"read": "in_place"`: the floor reads the map as Barbican's Envoy adapter does (one
+    /// raw host call, names and values borrowed from the host's buffer) instead of with the
+    /// SDK's `get_map_bytes` (a `String` and a `Vec` per name and value).
+    in_place: bool,
 }
 
 impl Context for Root {}
@@ -76,6 +83,7 @@ impl RootContext for Root {
             let _ = hostcalls::log(LogLevel::Error, "noop-filter: configuration is not JSON");
             return false;
         };
+        self.in_place = cfg.get("read").and_then(|r| r.as_str()) == Some("in_place");
         match floor_headers(&cfg) {
             Ok(f) => {
                 self.floor = f.map(Rc::new);
@@ -91,6 +99,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             floor: self.floor.clone(),
+            in_place: self.in_place,
         }))
     }
 
@@ -131,6 +140,56 @@ fn floor_headers(cfg: &serde_json::Value) -> Result<Option<Vec<(String, String)>
 
 struct Request {
     floor: Option<Rc<Vec<(String, String)>>>,
+    in_place: bool,
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> proxy_wasm::types::Status;
+}
+
+/// The request header map as the host serialized it, decoded in place into borrowed names
+/// and values: the least a filter that reads every header can do (Barbican's `text::read_map`
+/// does this and checks more).
+fn read_in_place() {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: out-pointers to live locals; the host hands over `size` bytes it allocated with
+    // this module's `proxy_on_memory_allocate` (capacity equals length), as the SDK takes them.
+    let buf = unsafe {
+        if !matches!(
+            proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size),
+            proxy_wasm::types::Status::Ok
+        ) || data.is_null()
+        {
+            return;
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    let word = |at: usize| {
+        buf.get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, |w| u32::from_le_bytes(w) as usize)
+    };
+    let n = word(0);
+    let Some(data) = buf.get(4 + n * 8..) else { return };
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let mut out: Vec<(&str, &str)> = Vec::with_capacity(n);
+    let mut at = 0;
+    for i in 0..n {
+        let (nl, vl) = (word(4 + i * 8), word(8 + i * 8));
+        let (Some(name), Some(value)) = (text.get(at..at + nl), text.get(at + nl + 1..at + nl + 1 + vl))
+        else {
+            return;
+        };
+        out.push((name, value));
+        at += nl + vl + 2;
+    }
+    std::hint::black_box(&out);
 }
 
 impl Context for Request {}
@@ -138,9 +197,13 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
         if let Some(set) = &self.floor {
-            // The whole map into guest memory, as Barbican reads it; kept from the optimizer.
-            let map = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
-            std::hint::black_box(&map);
+            // The whole map into guest memory; kept from the optimizer.
+            if self.in_place {
+                read_in_place();
+            } else {
+                let map = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
+                std::hint::black_box(&map);
+            }
             for (n, v) in set.iter() {
                 let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, n, v);
             }
