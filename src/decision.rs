@@ -667,9 +667,8 @@ impl Engine {
         let mut one = None;
         let mut more = v.cookie.count > 1;
         if v.cookie.count == 1 {
-            for kv in crate::ascii::split(v.cookie.first.unwrap_or(""), b';') {
-                let kv = kv.trim_ascii();
-                if !kv.is_empty() && fa.is_session_cookie(kv) {
+            for raw in crate::ascii::split(v.cookie.first.unwrap_or(""), b';') {
+                if let Some(kv) = fa.session_pair(raw) {
                     if one.is_some() {
                         more = true;
                         break;

@@ -231,12 +231,8 @@ mod tests {
     }
 
     #[test]
-    fn a_host_map_value_the_engine_reads_must_be_text() {
-        let buf = encode(&[(b":method", b"GET"), (b"Cookie", b"a\xffb")]);
-        assert_eq!(
-            read_map(&buf, false),
-            Err(MapError::NotText(NotText("Cookie".into())))
-        );
+    fn a_header_name_that_is_not_text_is_refused() {
+        // (Values the engine reads: `a_value_the_engine_reads_must_be_text` below.)
         let buf = encode(&[(b"x-\xff", b"v")]);
         assert!(matches!(read_map(&buf, false), Err(MapError::NotText(_))));
     }

@@ -315,7 +315,7 @@ impl ForwardAuth {
     /// Whether a cookie pair (`name=value`, trimmed of ASCII whitespace as Go's `net/http`,
     /// the outposts, trims it) is a session cookie: its
     /// name matches a configured prefix (every cookie when none is configured).
-    pub fn is_session_cookie(&self, kv: &str) -> bool {
+    fn is_session_cookie(&self, kv: &str) -> bool {
         // The name is `kv` up to its first `=`. A prefix without `=` (every valid one: config
         // checks they are tokens) starts the name exactly when it starts `kv`, and one with
         // `=` starts no name: so no split, on every cookie pair of every request.
@@ -326,14 +326,21 @@ impl ForwardAuth {
             })
     }
 
+    /// One `;`-separated piece of a Cookie header as a session cookie pair: trimmed of ASCII
+    /// whitespace as Go's `net/http` (the outposts) trims it, `None` when empty or not a
+    /// session cookie. The one rule for [`Self::session_cookies`] and the engine's cache key.
+    pub fn session_pair<'a>(&self, raw: &'a str) -> Option<&'a str> {
+        let kv = raw.trim_ascii();
+        (!kv.is_empty() && self.is_session_cookie(kv)).then_some(kv)
+    }
+
     /// The session part of the Cookie header(s): [`Self::session_pairs`] sorted and without
     /// repeats, so cookie order does not split the cache.
     pub fn session_cookies<'a>(&self, cookies: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
         let mut out: Vec<&str> = Vec::new();
         for v in cookies {
-            for kv in crate::ascii::split(v, b';') {
-                let kv = kv.trim_ascii();
-                if !kv.is_empty() && self.is_session_cookie(kv) {
+            for raw in crate::ascii::split(v, b';') {
+                if let Some(kv) = self.session_pair(raw) {
                     out.push(kv);
                 }
             }

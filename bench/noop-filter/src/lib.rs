@@ -171,23 +171,38 @@ fn read_in_place() {
         Vec::from_raw_parts(data, size, size)
     };
     let word = |at: usize| {
-        buf.get(at..at + 4)
+        buf.get(at..at.saturating_add(4))
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map_or(0, |w| u32::from_le_bytes(w) as usize)
     };
     let n = word(0);
-    let Some(data) = buf.get(4 + n * 8..) else { return };
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Some(data) = n
+        .checked_mul(8)
+        .and_then(|t| t.checked_add(4))
+        .and_then(|t| buf.get(t..))
+    else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut out: Vec<(&str, &str)> = Vec::with_capacity(n);
-    let mut at = 0;
+    let mut at: usize = 0;
     for i in 0..n {
         let (nl, vl) = (word(4 + i * 8), word(8 + i * 8));
-        let (Some(name), Some(value)) = (text.get(at..at + nl), text.get(at + nl + 1..at + nl + 1 + vl))
+        // Checked: a host's lengths near u32::MAX must not overflow (wasm32 usize).
+        let Some(name_end) = at.checked_add(nl) else {
+            return;
+        };
+        let Some(value_end) = name_end.checked_add(1).and_then(|v| v.checked_add(vl)) else {
+            return;
+        };
+        let (Some(name), Some(value)) = (text.get(at..name_end), text.get(name_end + 1..value_end))
         else {
             return;
         };
         out.push((name, value));
-        at += nl + vl + 2;
+        at = value_end.saturating_add(1);
     }
     std::hint::black_box(&out);
 }
