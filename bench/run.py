@@ -24,9 +24,10 @@ Rows (Envoy --concurrency 1, Traefik with its defaults (GOMAXPROCS = the 2 cores
                             (session.mode "oidc", flow form_post; one valid cookie)
   traefik_noop_rps          + bench/traefik-floor configured `{}`: a wasm plugin that does
                             nothing (what any wasm middleware costs in Traefik)
-  traefik_floor_{jwt,session}_rps  + bench/traefik-floor making only the host calls Barbican
-                            needs for that row's request (names, method, URI, the credential's
-                            and Host's values, the identity headers set) and deciding nothing
+  traefik_floor_{jwt,session}_rps  + bench/traefik-floor making the host calls Barbican makes
+                            for that row's request (names, method, URI, the values Barbican
+                            reads that the request has, WASI's clock, the identity headers
+                            set) and deciding nothing
   barbican_oidc_session_rps  Envoy + Barbican, protected route, its own OIDC session cookie
                             (session.mode "oidc", code flow): compare with barbican_cached
   {nginx,caddy,traefik}_serve_rps  the proxy running its example config (examples/serve/,
@@ -394,6 +395,23 @@ def traefik_jwt_row(idp: I.IdpProc, jwt_headers: list[tuple[str, str]]) -> Traef
 FLOOR_PLUGIN = "floor"
 
 
+def values_read() -> list[str]:
+    """`barbican::text::VALUES_READ` (src/text.rs): the header values the Traefik plugin
+    fetches when the request has them. X-Forwarded-For only with `allow_cidrs`, which these
+    rows do not use."""
+    text = (REPO / "src" / "text.rs").read_text()
+    body = text[text.index("pub const VALUES_READ"):]
+    body = body[:body.index("];")]
+    return [n for n in re.findall(r'"([a-z-]+)"', body) if n != "x-forwarded-for"]
+
+
+def floor_calls(like_barbican_sets: dict) -> dict:
+    """bench/traefik-floor configured to make the host calls Barbican makes for a cached
+    request: names, method, URI, the values Barbican reads among the request's headers,
+    WASI's clock, and one set per identity header."""
+    return {"read_present": values_read(), "clock": True, "set": like_barbican_sets}
+
+
 def traefik_floor_row(label: str, like: TraefikRow, floor: Path, calls: dict) -> TraefikRow:
     """`like`'s request through bench/traefik-floor configured with `calls` ({} for none)."""
     return TraefikRow(label, like.path, like.headers,
@@ -548,12 +566,10 @@ def main() -> int:
                     "Traefik + a no-op wasm plugin", session_row, floor, {}),
                 "traefik_floor_jwt": traefik_floor_row(
                     "Traefik + a wasm plugin making only the JWT row's host calls", jwt_row,
-                    floor, {"read": ["authorization", "host"],
-                            "set": identity_set(I.jwt_payload(jwt))}),
+                    floor, floor_calls(identity_set(I.jwt_payload(jwt)))),
                 "traefik_floor_session": traefik_floor_row(
                     "Traefik + a wasm plugin making only the session row's host calls",
-                    session_row, floor, {"read": ["cookie", "host"],
-                                         "set": identity_set(SESSION_CLAIMS)}),
+                    session_row, floor, floor_calls(identity_set(SESSION_CLAIMS))),
                 "traefik_forwardauth": traefik_forwardauth_row(outpost, session),
                 "traefik_barbican_jwt": jwt_row,
                 "traefik_barbican_session": session_row,
@@ -890,10 +906,11 @@ def traefik_floor_text(res: dict) -> str:
         "`bench/traefik-floor`, an http-wasm guest that decides nothing. Configured with `{}` "
         "it returns at once — Traefik's price for any wasm middleware (the instance pool, the "
         f"call into wazero, `handle_response`): {res['traefik_noop_vs_plain']}× no middleware. "
-        "Configured with only the host calls Barbican cannot do without for the row's request "
-        "— the header names (a client's identity headers must be found to be stripped), the "
-        "method, the URI, the credential's and Host's values, and setting the identity "
-        "headers Barbican sets — it measures "
+        "Configured with the host calls Barbican makes for the row's request — the header "
+        "names (a client's identity headers must be found to be stripped), the method, the "
+        "URI, the values Barbican reads that the request has (`barbican::text::VALUES_READ`: "
+        "Host, the credential, Accept, X-Forwarded-Proto), WASI's clock, and setting the "
+        "identity headers Barbican sets — it measures "
         f"{res['traefik_floor_session_vs_plain']}× (session row) and "
         f"{res['traefik_floor_jwt_vs_plain']}× (JWT row) of no middleware before deciding "
         f"anything. Barbican reaches {res['traefik_session_vs_floor']}× and "

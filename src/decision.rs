@@ -1094,8 +1094,8 @@ fn shareable(v: &Verdict, browser: bool, origin_browser: bool) -> bool {
 /// proxy in front terminated TLS), else `:scheme`.
 fn request_scheme<'a>(v: &View<'a>) -> &'a str {
     v.forwarded_proto
-        .and_then(|v| v.split(',').next())
-        .map(str::trim)
+        .map(|v| crate::ascii::split_once(v, b',').map_or(v, |(first, _)| first))
+        .map(str::trim_ascii)
         .filter(|s| *s == "http" || *s == "https")
         .or(v.scheme)
         .unwrap_or("http")

@@ -52,28 +52,18 @@ pub fn form_field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a s
 }
 
 /// The value of cookie `name` in the request's Cookie header values (the first one). On
-/// every protected request: plain scanning, no allocation.
+/// every protected request: plain scanning at ASCII bytes, no allocation (`crate::ascii`
+/// says why not `char` patterns).
 pub fn cookie<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> Option<&'a str> {
     for v in values {
-        let mut rest = v;
-        loop {
-            let (part, tail) = match rest.find(';') {
-                Some(i) => {
-                    let (a, b) = rest.split_at(i);
-                    (a, b.get(1..))
-                }
-                None => (rest, None),
-            };
+        for part in crate::ascii::split(v, b';') {
             if let Some(value) = part
-                .trim_start()
+                .trim_ascii_start()
                 .strip_prefix(name)
-                .and_then(|r| r.strip_prefix('='))
+                .filter(|r| crate::ascii::starts_with(r, b'='))
+                .and_then(|r| r.get(1..))
             {
-                return Some(value.trim_end().trim_matches('"'));
-            }
-            match tail {
-                Some(t) => rest = t,
-                None => break,
+                return Some(crate::ascii::trim(value.trim_ascii_end(), b'"'));
             }
         }
     }

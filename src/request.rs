@@ -93,7 +93,7 @@ impl<'a> View<'a> {
             };
             // Pseudo-headers are lower case by definition (hosts spell them so); the rest is
             // matched by length first, so each name is compared at most once or twice.
-            let is = |want: &str| lower_eq(name, want);
+            let is = |want: &str| crate::ascii::lower_eq(name.as_bytes(), want.as_bytes());
             match name.len() {
                 5 if name == ":path" => set(&mut v.path),
                 7 if name == ":method" => set(&mut v.method),
@@ -140,17 +140,6 @@ impl<'a> View<'a> {
     pub fn method(&self) -> &'a str {
         self.method.unwrap_or("GET")
     }
-}
-
-/// `name` equals `want` (lower case) ignoring case. A plain loop that stops at the first
-/// difference: std's `eq_ignore_ascii_case` compares in chunks without stopping early, and
-/// cost ~700 native instructions per request here where names of one length differ.
-fn lower_eq(name: &str, want: &str) -> bool {
-    name.len() == want.len()
-        && name
-            .bytes()
-            .zip(want.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! `unsafe` lives in one place: the `ffi` module of the Envoy adapter
-//! (src/host/proxy_wasm.rs), which makes one raw host call on the hot path (the request
-//! header map without the SDK's per-header copies, issue #15). The crate denies
-//! `unsafe_code` (Cargo.toml); this test keeps the one `allow` from spreading.
+//! `unsafe` lives in two places, each a module named `ffi` in a host adapter: the Envoy
+//! adapter's (src/host/proxy_wasm.rs, the request header map without the SDK's per-header
+//! copies) and the Traefik plugin's (traefik-plugin/src/main.rs, the request's names and
+//! values written straight into the plugin's buffer); issue #15. Both crates deny
+//! `unsafe_code` (their Cargo.toml); this test keeps each one `allow` from spreading.
 
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -38,11 +39,9 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// The byte range of `mod ffi { ... }` in the adapter.
+/// The byte range of `mod ffi { ... }` in an adapter.
 fn ffi_block(code: &str) -> std::ops::Range<usize> {
-    let start = code
-        .find("mod ffi {")
-        .expect("src/host/proxy_wasm.rs has `mod ffi`");
+    let start = code.find("mod ffi {").expect("the adapter has `mod ffi`");
     let mut depth = 0;
     for (i, c) in code[start..].char_indices() {
         match c {
@@ -59,14 +58,14 @@ fn ffi_block(code: &str) -> std::ops::Range<usize> {
     panic!("`mod ffi` is not closed");
 }
 
-#[test]
-fn unsafe_code_is_only_in_the_adapters_ffi_module() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+/// Checks one crate: its manifest denies `unsafe_code` and the only `unsafe` is inside
+/// `mod ffi` of `adapter` (a path under the crate's `src/`), with the one `allow` there.
+fn only_in_ffi(root: &Path, adapter: &str) {
     let manifest = fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
     assert!(
         manifest.contains("unsafe_code = \"deny\"")
             || manifest.contains("unsafe_code = \"forbid\""),
-        "Cargo.toml must deny unsafe_code"
+        "{root:?}/Cargo.toml must deny unsafe_code"
     );
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
@@ -75,7 +74,7 @@ fn unsafe_code_is_only_in_the_adapters_ffi_module() {
         let code = code_of(&fs::read_to_string(f).expect("source is readable"));
         let uses = words(&code, "unsafe");
         allows += code.matches("allow(unsafe_code)").count();
-        if f.ends_with("src/host/proxy_wasm.rs") {
+        if f.ends_with(adapter) {
             let ffi = ffi_block(&code);
             let outside: Vec<_> = uses.iter().filter(|i| !ffi.contains(i)).collect();
             assert!(outside.is_empty(), "unsafe outside `mod ffi` in {f:?}");
@@ -84,5 +83,15 @@ fn unsafe_code_is_only_in_the_adapters_ffi_module() {
             assert!(uses.is_empty(), "unsafe in {f:?}");
         }
     }
-    assert_eq!(allows, 1, "one `allow(unsafe_code)` in src/, in `mod ffi`");
+    assert_eq!(
+        allows, 1,
+        "one `allow(unsafe_code)` in {root:?}/src, in `mod ffi`"
+    );
+}
+
+#[test]
+fn unsafe_code_is_only_in_the_adapters_ffi_modules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    only_in_ffi(root, "src/host/proxy_wasm.rs");
+    only_in_ffi(&root.join("traefik-plugin"), "src/main.rs");
 }

@@ -15,11 +15,123 @@
 mod keyfiles;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod plugin;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod reader;
+
+/// The http-wasm calls that read the request, made raw so the host writes into the
+/// plugin's own buffer (`reader`): the SDK copies every name and value into a boxed slice.
+#[cfg(target_arch = "wasm32")]
+mod ffi {
+    #![allow(unsafe_code)]
+    use crate::reader::{Unreadable, MAX_ANSWER};
+
+    // The same imports the SDK declares (http-wasm handler ABI), with the same types.
+    #[link(wasm_import_module = "http_handler")]
+    extern "C" {
+        fn get_method(buf: *mut u8, buf_limit: i32) -> i32;
+        fn get_uri(buf: *mut u8, buf_limit: i32) -> i32;
+        fn get_header_names(kind: i32, buf: *mut u8, buf_limit: i32) -> i64;
+        fn get_header_values(
+            kind: i32,
+            name: *const u8,
+            name_len: i32,
+            buf: *mut u8,
+            buf_limit: i32,
+        ) -> i64;
+    }
+
+    /// http-wasm's header kind for the request.
+    const REQUEST: i32 = 0;
+
+    /// Appends one host answer to `out`. `call` gets the buffer's start (for inputs already
+    /// in it), where to write and how much room there is, and returns the answer's length.
+    /// The host writes only an answer that fits and otherwise just says its length, for the
+    /// guest to ask again with room (http-wasm-host-go `internal/handler`:
+    /// `writeNULTerminated`, `writeStringIfUnderLimit`; Traefik 3.7 embeds it).
+    fn fill(
+        out: &mut Vec<u8>,
+        call: impl Fn(*const u8, *mut u8, i32) -> u32,
+    ) -> Result<(), Unreadable> {
+        for _ in 0..2 {
+            let len = out.len();
+            let room = (out.capacity() - len).min(MAX_ANSWER);
+            let limit = i32::try_from(room).unwrap_or(0);
+            let base = out.as_mut_ptr();
+            // SAFETY: `base + len` is within (or one past) `out`'s allocation and the
+            // `limit` bytes after it are its spare capacity, which nothing else refers to;
+            // the host writes at most `limit` bytes there. Inputs given as `base + offset`
+            // lie in `out`'s initialized part, before `len`, and are only read.
+            let wrote = call(base, unsafe { base.add(len) }, limit) as usize;
+            if wrote <= room {
+                // SAFETY: the host initialized those `wrote` bytes (it writes only answers
+                // that fit, and this one did).
+                unsafe { out.set_len(len + wrote) };
+                return Ok(());
+            }
+            if wrote > MAX_ANSWER {
+                return Err(Unreadable::TooLarge);
+            }
+            out.reserve(wrote);
+        }
+        // The answer grew between the two calls.
+        Err(Unreadable::TooLarge)
+    }
+
+    /// The length half of a `count << 32 | length` answer.
+    fn length(answer: i64) -> u32 {
+        answer as u32
+    }
+
+    /// The count half of a `count << 32 | length` answer.
+    fn count(answer: i64) -> u32 {
+        (answer >> 32) as u32
+    }
+
+    pub fn method(out: &mut Vec<u8>) -> Result<(), Unreadable> {
+        // SAFETY: `fill` passes a writable region of `limit` bytes.
+        fill(out, |_, buf, limit| unsafe { get_method(buf, limit) }
+            as u32)
+    }
+
+    pub fn uri(out: &mut Vec<u8>) -> Result<(), Unreadable> {
+        // SAFETY: as for `method`.
+        fill(out, |_, buf, limit| unsafe { get_uri(buf, limit) } as u32)
+    }
+
+    pub fn header_names(out: &mut Vec<u8>) -> Result<(), Unreadable> {
+        // SAFETY: as for `method`.
+        fill(out, |_, buf, limit| {
+            length(unsafe { get_header_names(REQUEST, buf, limit) })
+        })
+    }
+
+    /// The values of the header named by `out[name]`, and how many there are.
+    pub fn header_values(
+        out: &mut Vec<u8>,
+        name: std::ops::Range<usize>,
+    ) -> Result<u32, Unreadable> {
+        if name.end > out.len() || name.start > name.end {
+            return Err(Unreadable::TooLarge);
+        }
+        let name_len = i32::try_from(name.end - name.start).map_err(|_| Unreadable::TooLarge)?;
+        let values = std::cell::Cell::new(0);
+        fill(out, |base, buf, limit| {
+            // SAFETY: `name` was checked to lie in `out`'s initialized bytes, read only; the
+            // write region is `fill`'s.
+            let answer =
+                unsafe { get_header_values(REQUEST, base.add(name.start), name_len, buf, limit) };
+            values.set(count(answer));
+            length(answer)
+        })?;
+        Ok(values.get())
+    }
+}
 
 #[cfg(target_arch = "wasm32")]
 mod host {
     use crate::keyfiles::KeyEvent;
-    use crate::plugin::{header_list, parse_source_addr, Action, Instance};
+    use crate::plugin::{parse_source_addr, Action, Instance};
+    use crate::reader::{Reader, Source, Unreadable};
     use barbican::Millis;
     use http_wasm_guest::host::{admin, log, Request, Response};
     use http_wasm_guest::{register, Guest};
@@ -36,6 +148,7 @@ mod host {
 
     struct Plugin {
         instance: RefCell<Instance>,
+        reader: RefCell<Reader>,
     }
 
     /// Wall-clock time: Traefik's WASI clock is the real one (its monotonic clock is not).
@@ -49,28 +162,26 @@ mod host {
         String::from_utf8_lossy(b).into_owned()
     }
 
-    /// The request as the engine reads it: one host call for the names, then one per header
-    /// whose value the engine reads; the others go by name alone (`VALUES_READ` says why).
-    /// `None` when the method, the URI, a name or a value the engine reads is not UTF-8: it is
-    /// refused (`barbican::text`), never judged on a lossy copy of what the backend receives.
-    fn read_request(instance: &Instance, request: &Request) -> Option<Vec<(String, String)>> {
-        use barbican::text::value_text;
-        let names = request.header.names();
-        let mut headers = Vec::with_capacity(names.len() + 4);
-        for name in names {
-            let name = String::from_utf8(Vec::from(name)).ok()?;
-            if instance.value_needed(&name) {
-                for value in request.header.values(name.as_bytes()) {
-                    let v = value_text(&name, &value).ok()?;
-                    headers.push((name.clone(), v));
-                }
-            } else {
-                headers.push((name, String::new()));
-            }
+    /// The request, read through the raw calls of `crate::ffi`.
+    struct Host;
+
+    impl Source for Host {
+        fn method(&self, out: &mut Vec<u8>) -> Result<(), Unreadable> {
+            crate::ffi::method(out)
         }
-        let method = value_text(":method", &request.method()).ok()?;
-        let uri = value_text(":path", &request.uri()).ok()?;
-        Some(header_list(method, uri, headers))
+        fn uri(&self, out: &mut Vec<u8>) -> Result<(), Unreadable> {
+            crate::ffi::uri(out)
+        }
+        fn names(&self, out: &mut Vec<u8>) -> Result<(), Unreadable> {
+            crate::ffi::header_names(out)
+        }
+        fn values(
+            &self,
+            out: &mut Vec<u8>,
+            name: std::ops::Range<usize>,
+        ) -> Result<u32, Unreadable> {
+            crate::ffi::header_values(out, name)
+        }
     }
 
     impl Guest for Plugin {
@@ -82,11 +193,21 @@ mod host {
             };
             let t = now();
             log_key_events(&instance.refresh_keys(t));
-            let Some(headers) = read_request(&instance, request) else {
-                if let Action::Respond(r) = instance.refuse_not_text() {
-                    respond(response, r.status, &r.headers, r.body.as_bytes());
-                }
+            let Ok(mut reader) = self.reader.try_borrow_mut() else {
+                respond(response, 503, &[], b"Service Unavailable\n");
                 return (false, 0);
+            };
+            let headers = match reader.read(&Host, |n| instance.value_needed(n)) {
+                Ok(h) => h,
+                Err(e) => {
+                    if log::enabled(DEBUG) {
+                        log::write(DEBUG, format!("barbican: request refused: {e}").as_bytes());
+                    }
+                    if let Action::Respond(r) = instance.refuse_not_text() {
+                        respond(response, r.status, &r.headers, r.body.as_bytes());
+                    }
+                    return (false, 0);
+                }
             };
             let peer = if instance.needs_peer() {
                 parse_source_addr(&text(&request.source_addr()))
@@ -96,7 +217,6 @@ mod host {
             // Only the form_post ending an OIDC login is read, and only up to a bound: it
             // never continues to a backend (DESIGN §5: reading without BufferRequest is fine
             // when the body need not reach the upstream).
-            let headers = barbican::request::borrow_all(&headers);
             let body = if instance.wants_body(&headers) {
                 let mut b = Vec::new();
                 for chunk in request.body.read_iter() {
@@ -200,6 +320,7 @@ mod host {
         }
         register(Plugin {
             instance: RefCell::new(instance),
+            reader: RefCell::new(Reader::default()),
         });
     }
 }

@@ -89,9 +89,13 @@ impl Instance {
     /// Whether the host must fetch this header's value for the engine (see [`VALUES_READ`]).
     /// X-Forwarded-For only matters with the client address (trusted proxies in front of
     /// Traefik), so it is fetched only then: every value costs a host call.
-    pub fn value_needed(&self, name: &str) -> bool {
-        VALUES_READ.iter().any(|h| h.eq_ignore_ascii_case(name))
-            && (self.needs_peer() || !name.eq_ignore_ascii_case("x-forwarded-for"))
+    /// Names come as the host's bytes, before anything is known to be text.
+    pub fn value_needed(&self, name: &[u8]) -> bool {
+        use barbican::ascii::lower_eq;
+        VALUES_READ
+            .iter()
+            .any(|h| h.len() == name.len() && lower_eq(name, h.as_bytes()))
+            && (self.needs_peer() || !lower_eq(name, b"x-forwarded-for"))
     }
 
     /// Reads the `jwks.file` key sets that changed (at most one check a second; the first
@@ -129,7 +133,7 @@ impl Instance {
         }
     }
 
-    /// Decides one request. `headers` is [`header_list`]'s output; `body` is given only when
+    /// Decides one request. `headers` is what [`crate::reader::Reader`] read; `body` is given only when
     /// [`Instance::wants_body`] asked for it.
     pub fn handle(
         &mut self,
@@ -211,23 +215,6 @@ fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
 /// identity stripping and `match.headers` need.
 pub use barbican::text::VALUES_READ;
 
-/// The header list the engine reads: `:method` and `:path` (http-wasm has calls for them,
-/// not headers), then every request header as the host reports it. Traefik gives `Host` as a
-/// header, which the engine reads when there is no `:authority`; the scheme is the engine's
-/// reading of `X-Forwarded-Proto` (Traefik's entry point sets it, replacing a client's copy
-/// unless the client is a trusted proxy), `http` without one: http-wasm has no call for it.
-pub fn header_list(
-    method: String,
-    uri: String,
-    headers: Vec<(String, String)>,
-) -> Vec<(String, String)> {
-    let mut out = Vec::with_capacity(headers.len() + 2);
-    out.push((":method".to_string(), method));
-    out.push((":path".to_string(), uri));
-    out.extend(headers);
-    out
-}
-
 /// The client address from http-wasm's `get_source_addr` ("1.2.3.4:5678", "[::1]:5678").
 pub fn parse_source_addr(addr: &str) -> Option<IpAddr> {
     barbican::net::parse_peer(addr)
@@ -253,6 +240,17 @@ fn unavailable(reason: &'static str) -> Respond {
 )]
 mod tests {
     use super::*;
+
+    /// The list `reader::Reader` gives the engine, from owned parts.
+    fn header_list(
+        method: String,
+        uri: String,
+        headers: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
+        let mut out = vec![(":method".to_string(), method), (":path".to_string(), uri)];
+        out.extend(headers);
+        out
+    }
 
     /// A test's owned header list as the engine reads it.
     fn bh(h: &[(String, String)]) -> Vec<Header<'_>> {
@@ -308,7 +306,7 @@ mod tests {
     fn blanked(inst: &Instance, h: &[(String, String)]) -> Vec<(String, String)> {
         h.iter()
             .map(|(n, v)| {
-                let keep = n.starts_with(':') || inst.value_needed(n);
+                let keep = n.starts_with(':') || inst.value_needed(n.as_bytes());
                 (n.clone(), if keep { v.clone() } else { String::new() })
             })
             .collect()
@@ -477,8 +475,8 @@ mod tests {
                 "allow_cidrs": ["192.0.2.0/24"]}], "trusted_proxies": ["127.0.0.1/32"]}"#,
         );
         for name in ["X-Forwarded-For", "x-forwarded-for"] {
-            assert!(!plain.value_needed(name));
-            assert!(cidrs.value_needed(name));
+            assert!(!plain.value_needed(name.as_bytes()));
+            assert!(cidrs.value_needed(name.as_bytes()));
         }
         for name in [
             "Cookie",
@@ -488,11 +486,11 @@ mod tests {
             "x-forwarded-proto",
         ] {
             assert!(
-                plain.value_needed(name) && cidrs.value_needed(name),
+                plain.value_needed(name.as_bytes()) && cidrs.value_needed(name.as_bytes()),
                 "{name}"
             );
         }
-        assert!(!plain.value_needed("user-agent"));
+        assert!(!plain.value_needed(b"user-agent"));
     }
 
     #[test]
