@@ -185,7 +185,7 @@ impl Reader {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -305,6 +305,92 @@ mod tests {
             r.read(&host, wants).unwrap(),
             vec![(":method", "GET"), (":path", "/"), ("user-agent", "")]
         );
+    }
+
+    /// Random requests against a model: the list, or `NotText` exactly when something read is
+    /// not UTF-8 (values never read may be anything).
+    #[test]
+    fn random_requests_read_as_the_model_says() {
+        let seed = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15u64);
+        let next = |n: u64| {
+            let mut x = seed.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            seed.set(x);
+            x % n
+        };
+        const BYTES: &[u8] = b"ab;= \"\x80\xc3\xa9\xff";
+        const NAMES: &[&[u8]] = &[
+            b"cookie",
+            b"host",
+            b"x-a",
+            b"x-\xc3\xa9",
+            b"x-\xff",
+            b"accept",
+        ];
+        let mut r = Reader::default();
+        for _ in 0..3000 {
+            let bytes = |max: u64| -> Vec<u8> {
+                (0..next(max))
+                    .map(|_| BYTES[next(BYTES.len() as u64) as usize])
+                    .collect()
+            };
+            let method = bytes(4);
+            let uri = bytes(12);
+            let mut headers: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for _ in 0..next(6) {
+                let name = NAMES[next(NAMES.len() as u64) as usize].to_vec();
+                headers.push((name, bytes(40)));
+            }
+            let host = Fake {
+                method: method.clone(),
+                uri: uri.clone(),
+                headers: headers.clone(),
+                calls: std::cell::Cell::new(0),
+            };
+            // The model: names in first-seen order, each with every value if wanted.
+            let mut order: Vec<&[u8]> = Vec::new();
+            for (n, _) in &headers {
+                if !order.contains(&n.as_slice()) {
+                    order.push(n);
+                }
+            }
+            let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string).ok();
+            let mut model = vec![
+                (":method".to_string(), text(&method)),
+                (":path".to_string(), text(&uri)),
+            ];
+            for n in &order {
+                if wants(n) {
+                    for (m, v) in &headers {
+                        if m.as_slice() == *n {
+                            model.push((String::from_utf8_lossy(n).into_owned(), text(v)));
+                        }
+                    }
+                } else {
+                    model.push((String::from_utf8_lossy(n).into_owned(), Some(String::new())));
+                }
+            }
+            let names_text = order.iter().all(|n| std::str::from_utf8(n).is_ok());
+            let expect: Option<Vec<(String, String)>> = if names_text {
+                model.into_iter().map(|(n, v)| Some((n, v?))).collect()
+            } else {
+                None
+            };
+            let got = r.read(&host, wants);
+            match (expect, got) {
+                (Some(e), Ok(g)) => {
+                    let g: Vec<(String, String)> = g
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect();
+                    assert_eq!(g, e);
+                }
+                (None, Err(Unreadable::NotText)) => {}
+                (e, g) => panic!("model {e:?}, reader {g:?}"),
+            }
+        }
     }
 
     #[test]
