@@ -36,7 +36,15 @@ pub const VALUES_READ: &[&str] = &[
 
 /// Whether the core reads this header's value: a pseudo-header or one of [`VALUES_READ`].
 pub fn reads_value(name: &str) -> bool {
-    name.starts_with(':') || VALUES_READ.iter().any(|h| h.eq_ignore_ascii_case(name))
+    crate::ascii::starts_with(name, b':') || in_values_read(name.as_bytes())
+}
+
+/// Whether `name` (any case, as bytes: a host may hand names over before anything is known
+/// to be text) is one of [`VALUES_READ`].
+pub fn in_values_read(name: &[u8]) -> bool {
+    VALUES_READ
+        .iter()
+        .any(|h| h.len() == name.len() && crate::ascii::lower_eq(name, h.as_bytes()))
 }
 
 /// A request header the core must read was not UTF-8. Holds the header's name (never its
@@ -50,22 +58,13 @@ impl std::fmt::Display for NotText {
     }
 }
 
-/// One header value as the engine sees it (see the module docs for the rule).
-pub fn value_text(name: &str, value: &[u8]) -> Result<String, NotText> {
-    match std::str::from_utf8(value) {
-        Ok(v) => Ok(v.to_owned()),
-        Err(_) if reads_value(name) => Err(NotText(name.to_owned())),
-        Err(_) => Ok(String::new()),
-    }
-}
-
 /// Why a host's serialized header map could not be read as a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapError {
     /// The buffer does not follow the proxy-wasm map encoding: a host fault, so the request
     /// fails closed (as when the host call itself fails).
     Malformed,
-    /// A header the engine reads is not text: 400, as on Traefik ([`value_text`]).
+    /// A header the engine reads is not text ([`reads_value`]): 400, as on Traefik.
     NotText(NotText),
 }
 
@@ -123,8 +122,8 @@ fn span(
 /// A request's headers read in place from the buffer a proxy-wasm host serializes its header
 /// map into (proxy-wasm ABI 0.2.1 `proxy_get_header_map_pairs`; the encoding the SDK's
 /// `get_map_bytes` decodes: a little-endian `u32` count, then each pair's name and value
-/// lengths as `u32`s, then each name and value followed by a NUL byte). Values follow
-/// [`value_text`]'s rule. Nothing is copied: the SDK's reader makes a `String` and a `Vec`
+/// lengths as `u32`s, then each name and value followed by a NUL byte). Values follow the
+/// module's rule. Nothing is copied: the SDK's reader makes a `String` and a `Vec`
 /// of every name and value, 18 allocations and frees for a 9-header request, which cost
 /// more inside Envoy than the whole decision on a cached session (bench/hostcost.py).
 /// A buffer that ends early or whose lengths do not fit it is [`MapError::Malformed`],
@@ -316,8 +315,12 @@ mod tests {
 
     #[test]
     fn the_refusal_names_the_header_never_the_value() {
-        let e = value_text("cookie", b"session=secret\xff").unwrap_err();
+        let buf = encode(&[(b"cookie", b"session=secret\xff")]);
+        let Err(MapError::NotText(e)) = read_map(&buf, false) else {
+            panic!("a cookie that is not text is refused");
+        };
         assert_eq!(e.to_string(), "request header cookie is not UTF-8 text");
-        assert_eq!(value_text("x-other", b"secret\xff"), Ok(String::new()));
+        let buf = encode(&[(b"x-other", b"secret\xff")]);
+        assert_eq!(read_map(&buf, false), Ok(vec![("x-other", "")]));
     }
 }

@@ -86,16 +86,16 @@ impl Instance {
         matches!(&self.state, State::Ready(r) if r.needs_peer)
     }
 
-    /// Whether the host must fetch this header's value for the engine (see [`VALUES_READ`]).
+    /// Whether the host must fetch this header's value for the engine: one of the values the
+    /// core reads (`barbican::text::VALUES_READ`, kept in the core next to the rule for
+    /// values that are not text); every other header reaches the engine by name with an
+    /// empty value, which is all identity stripping and `match.headers` need.
     /// X-Forwarded-For only matters with the client address (trusted proxies in front of
     /// Traefik), so it is fetched only then: every value costs a host call.
     /// Names come as the host's bytes, before anything is known to be text.
     pub fn value_needed(&self, name: &[u8]) -> bool {
-        use barbican::ascii::lower_eq;
-        VALUES_READ
-            .iter()
-            .any(|h| h.len() == name.len() && lower_eq(name, h.as_bytes()))
-            && (self.needs_peer() || !lower_eq(name, b"x-forwarded-for"))
+        barbican::text::in_values_read(name)
+            && (self.needs_peer() || !barbican::ascii::lower_eq(name, b"x-forwarded-for"))
     }
 
     /// Reads the `jwks.file` key sets that changed (at most one check a second; the first
@@ -209,12 +209,6 @@ fn read_secret(r: SecretRef<'_>) -> Result<String, String> {
     }
 }
 
-/// Only the values of the headers the core reads ([`VALUES_READ`], kept in the core next to
-/// the rule for values that are not text) are fetched from the host, a host call and copies
-/// each; every other header reaches the engine by name with an empty value, which is all
-/// identity stripping and `match.headers` need.
-pub use barbican::text::VALUES_READ;
-
 /// The client address from http-wasm's `get_source_addr` ("1.2.3.4:5678", "[::1]:5678").
 pub fn parse_source_addr(addr: &str) -> Option<IpAddr> {
     barbican::net::parse_peer(addr)
@@ -287,13 +281,13 @@ mod tests {
         let h = req("POST", "/a?b=1", &[("x-forwarded-proto", "https")]);
         assert_eq!(barbican::header(&h, ":method"), Some("POST"));
         assert_eq!(barbican::header(&h, ":path"), Some("/a?b=1"));
-        let b = barbican::request::borrow_all(&h);
+        let b = bh(&h);
         let v = barbican::request::View::read(&b, &[]);
         assert_eq!(v.authority, Some("app.test"));
         // The first X-Forwarded-Proto is Traefik's own.
         assert_eq!(v.forwarded_proto, Some("http"));
         let h = header_list("GET".into(), "/".into(), Vec::new());
-        let b = barbican::request::borrow_all(&h);
+        let b = bh(&h);
         let v = barbican::request::View::read(&b, &[]);
         assert_eq!(
             (v.authority, v.scheme, v.forwarded_proto),
