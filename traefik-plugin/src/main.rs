@@ -43,15 +43,16 @@ mod ffi {
     /// http-wasm's header kind for the request.
     const REQUEST: i32 = 0;
 
-    /// Appends one host answer to `out`. `call` gets the buffer's start (for inputs already
-    /// in it), where to write and how much room there is, and returns the answer's length.
-    /// The host writes only an answer that fits and otherwise just says its length, for the
-    /// guest to ask again with room (http-wasm-host-go `internal/handler`:
-    /// `writeNULTerminated`, `writeStringIfUnderLimit`; Traefik 3.7 embeds it).
+    /// Appends one host answer to `out` and returns it (its low 32 bits are the length; for
+    /// the header calls the high 32 bits are the count). `call` gets the buffer's start (for
+    /// inputs already in it), where to write and how much room there is. The host writes
+    /// only an answer that fits and otherwise just says its length, for the guest to ask
+    /// again with room (http-wasm-host-go `internal/handler`: `writeNULTerminated`,
+    /// `writeStringIfUnderLimit`; Traefik 3.7 embeds it).
     fn fill(
         out: &mut Vec<u8>,
-        call: impl Fn(*const u8, *mut u8, i32) -> u32,
-    ) -> Result<(), Unreadable> {
+        call: impl Fn(*const u8, *mut u8, i32) -> i64,
+    ) -> Result<i64, Unreadable> {
         for _ in 0..2 {
             let len = out.len();
             let room = (out.capacity() - len).min(MAX_ANSWER);
@@ -61,12 +62,13 @@ mod ffi {
             // `limit` bytes after it are its spare capacity, which nothing else refers to;
             // the host writes at most `limit` bytes there. Inputs given as `base + offset`
             // lie in `out`'s initialized part, before `len`, and are only read.
-            let wrote = call(base, unsafe { base.add(len) }, limit) as usize;
+            let answer = call(base, unsafe { base.add(len) }, limit);
+            let wrote = answer as u32 as usize;
             if wrote <= room {
                 // SAFETY: the host initialized those `wrote` bytes (it writes only answers
                 // that fit, and this one did).
                 unsafe { out.set_len(len + wrote) };
-                return Ok(());
+                return Ok(answer);
             }
             if wrote > MAX_ANSWER {
                 return Err(Unreadable::TooLarge);
@@ -77,32 +79,28 @@ mod ffi {
         Err(Unreadable::TooLarge)
     }
 
-    /// The length half of a `count << 32 | length` answer.
-    fn length(answer: i64) -> u32 {
-        answer as u32
-    }
-
-    /// The count half of a `count << 32 | length` answer.
-    fn count(answer: i64) -> u32 {
-        (answer >> 32) as u32
-    }
-
     pub fn method(out: &mut Vec<u8>) -> Result<(), Unreadable> {
         // SAFETY: `fill` passes a writable region of `limit` bytes.
-        fill(out, |_, buf, limit| unsafe { get_method(buf, limit) }
-            as u32)
+        fill(out, |_, buf, limit| {
+            i64::from(unsafe { get_method(buf, limit) })
+        })
+        .map(drop)
     }
 
     pub fn uri(out: &mut Vec<u8>) -> Result<(), Unreadable> {
         // SAFETY: as for `method`.
-        fill(out, |_, buf, limit| unsafe { get_uri(buf, limit) } as u32)
+        fill(out, |_, buf, limit| {
+            i64::from(unsafe { get_uri(buf, limit) })
+        })
+        .map(drop)
     }
 
     pub fn header_names(out: &mut Vec<u8>) -> Result<(), Unreadable> {
         // SAFETY: as for `method`.
-        fill(out, |_, buf, limit| {
-            length(unsafe { get_header_names(REQUEST, buf, limit) })
+        fill(out, |_, buf, limit| unsafe {
+            get_header_names(REQUEST, buf, limit)
         })
+        .map(drop)
     }
 
     /// The values of the header named by `out[name]`, and how many there are.
@@ -114,16 +112,13 @@ mod ffi {
             return Err(Unreadable::TooLarge);
         }
         let name_len = i32::try_from(name.end - name.start).map_err(|_| Unreadable::TooLarge)?;
-        let values = std::cell::Cell::new(0);
-        fill(out, |base, buf, limit| {
+        let answer = fill(out, |base, buf, limit| {
             // SAFETY: `name` was checked to lie in `out`'s initialized bytes, read only; the
             // write region is `fill`'s.
-            let answer =
-                unsafe { get_header_values(REQUEST, base.add(name.start), name_len, buf, limit) };
-            values.set(count(answer));
-            length(answer)
+            unsafe { get_header_values(REQUEST, base.add(name.start), name_len, buf, limit) }
         })?;
-        Ok(values.get())
+        // The count half of `count << 32 | length`.
+        Ok((answer >> 32) as u32)
     }
 }
 
